@@ -1,0 +1,46 @@
+# One entry point for developer tasks. `make help` lists them.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+# No model hub at run time: the tests prove the offline path.
+OFFLINE := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1
+
+.DEFAULT_GOAL := help
+.PHONY: help install serve test test-fast check coverage clean
+
+help: ## list the tasks
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Reinstall only when the project's requirements change.
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	# torch first and pinned: the CPU build (a bare requirement pulls a multi-GB CUDA build).
+	$(BIN)/python -m pip install --quiet "torch==2.13.0"
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install the project with its test tools
+
+serve: install ## install, build what is needed, and start the service on http://127.0.0.1:8000
+	@# A content problem is reported but never stops the service: valid entries still serve.
+	-$(OFFLINE) $(BIN)/govfaq faq check
+	$(OFFLINE) $(BIN)/govfaq serve --host 127.0.0.1 --port 8000
+
+test: install ## install and run the whole test suite (slow tests included), offline
+	$(OFFLINE) $(BIN)/python -m pytest
+
+test-fast: install ## only the fast tests
+	$(OFFLINE) $(BIN)/python -m pytest -m "not slow"
+
+check: install ## validate the FAQ content
+	$(BIN)/govfaq faq check
+
+coverage: install ## FAQs per section of the source documents
+	$(BIN)/govfaq faq coverage
+
+clean: ## remove the virtualenv and built artefacts
+	rm -rf $(VENV) var build *.egg-info

@@ -1,0 +1,279 @@
+"""Turn a folder of YAML files into a KnowledgeBase, reporting every problem.
+
+Layout of a content folder:
+
+    faqs/*.yaml        FAQ entries (a list per file)
+    contacts.yaml      contacts (contacts/*.yaml may hold more)
+    scenarios.yaml     the scenario tree
+    synonyms.yaml      synonym groups
+    sources.yaml       titled parts of documents without headings; skipped sections
+
+Nothing here raises on bad content: every problem becomes one `Problem`
+line, and every entry that is valid on its own is still loaded, so one typo
+never hides the rest of the report.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from .govbot_csv import IMPORT_SCHEME
+from .schema import FAQ, Contact, ScenarioNode, SourcesFile, SynonymGroup
+from .sources import SourceDoc, default_sources_dir, load_sources
+from .yamlio import Problem, YamlDocument, format_field, read_yaml
+
+CONTENT_DIR = Path(__file__).resolve().parent / "content"
+
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass
+class KnowledgeBase:
+    faqs: list[FAQ]
+    contacts: dict[str, Contact]
+    tree: list[ScenarioNode]
+    synonyms: list[SynonymGroup]
+    sources: dict[str, SourceDoc]
+    catalogue: SourcesFile
+    content_dir: Path
+    faq_locations: dict[str, tuple[str, int]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.by_id = {faq.id: faq for faq in self.faqs}
+
+    def get(self, faq_id: str) -> FAQ | None:
+        return self.by_id.get(faq_id)
+
+    def category_titles(self) -> set[tuple[str, ...]]:
+        return {path for path, _ in iter_tree(self.tree)}
+
+    def node_path(self, node_id: str) -> list[ScenarioNode] | None:
+        """Nodes from the top field down to `node_id`."""
+        for path, nodes in iter_tree_nodes(self.tree):
+            if nodes[-1].id == node_id:
+                return nodes
+        return None
+
+    def faqs_under(self, titles: tuple[str, ...]) -> list[FAQ]:
+        return [faq for faq in self.faqs if tuple(faq.category[: len(titles)]) == titles]
+
+    def content_hash(self) -> str:
+        """Fingerprint of everything the index depends on (FAQ text and synonyms)."""
+        digest = hashlib.sha256()
+        for faq in sorted(self.faqs, key=lambda f: f.id):
+            digest.update(faq.model_dump_json().encode())
+        for group in self.synonyms:
+            digest.update(group.model_dump_json().encode())
+        return digest.hexdigest()
+
+    def document_title(self, name: str) -> str:
+        doc = self.sources.get(name)
+        return doc.title if doc else name
+
+
+@dataclass
+class LoadResult:
+    kb: KnowledgeBase
+    problems: list[Problem]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def iter_tree_nodes(
+    nodes: Iterable[ScenarioNode], prefix: tuple[ScenarioNode, ...] = ()
+) -> Iterator[tuple[tuple[str, ...], tuple[ScenarioNode, ...]]]:
+    for node in nodes:
+        here = prefix + (node,)
+        yield tuple(n.title for n in here), here
+        yield from iter_tree_nodes(node.children, here)
+
+
+def iter_tree(nodes: Iterable[ScenarioNode]) -> Iterator[tuple[tuple[str, ...], ScenarioNode]]:
+    for titles, chain in iter_tree_nodes(nodes):
+        yield titles, chain[-1]
+
+
+def _display(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _validate_items(
+    model: type[M], doc: YamlDocument, shown: str, problems: list[Problem]
+) -> list[tuple[M, int]]:
+    """Validate a YAML list of entries; return (entry, index in the list) for the valid ones."""
+    if doc.data is None:
+        return []
+    if not isinstance(doc.data, list):
+        problems.append(Problem(shown, 1, "(file)", f"expected a list of entries, got {type(doc.data).__name__}"))
+        return []
+    valid = []
+    for index, item in enumerate(doc.data):
+        line = doc.line_of((index,))
+        if not isinstance(item, dict):
+            problems.append(Problem(shown, line, f"[{index}]", "expected a mapping of fields"))
+            continue
+        try:
+            valid.append((model.model_validate(item), index))
+        except ValidationError as exc:
+            problems.extend(_pydantic_problems(exc, doc, shown, (index,), item))
+    return valid
+
+
+def _pydantic_problems(
+    exc: ValidationError, doc: YamlDocument, shown: str, base: tuple, item: Any
+) -> list[Problem]:
+    out = []
+    for error in exc.errors(include_url=False):
+        loc = tuple(error["loc"])
+        where = base + loc
+        if error["type"] == "missing":
+            line = doc.line_of(base)
+        else:
+            line = doc.line_of(where)
+        message = error["msg"]
+        if error["type"] == "extra_forbidden":
+            message = "unknown field"
+        elif error["type"] == "missing":
+            message = "field required"
+        elif error["type"] in ("string_too_short", "too_short") and loc and loc[-1] in ("answer", "question"):
+            message = "must not be empty"
+        label = format_field(loc) if loc else "(entry)"
+        out.append(Problem(shown, line, label, message))
+    return out
+
+
+def _read_list(path: Path, model: type[M], problems: list[Problem]) -> list[tuple[M, int, str, YamlDocument]]:
+    """Valid entries of one YAML list file as (entry, index, shown path, document)."""
+    shown = _display(path)
+    doc, syntax = read_yaml(path, shown)
+    problems.extend(syntax)
+    if doc is None:
+        return []
+    return [(entry, index, shown, doc) for entry, index in _validate_items(model, doc, shown, problems)]
+
+
+def load_knowledge_base(content_dir: Path | str = CONTENT_DIR, sources_dir: Path | None = None) -> LoadResult:
+    content_dir = Path(content_dir)
+    problems: list[Problem] = []
+    if not content_dir.is_dir():
+        problems.append(Problem(str(content_dir), 1, "(folder)", "content folder not found"))
+
+    # Scenario tree
+    tree: list[ScenarioNode] = []
+    tree_path = content_dir / "scenarios.yaml"
+    if tree_path.exists():
+        tree = [node for node, *_ in _read_list(tree_path, ScenarioNode, problems)]
+        seen_nodes: dict[str, str] = {}
+        for titles, node in iter_tree(tree):
+            if node.id in seen_nodes:
+                problems.append(Problem(_display(tree_path), 1, "id", f"duplicate node id {node.id!r}"))
+            seen_nodes[node.id] = " > ".join(titles)
+    else:
+        problems.append(Problem(str(tree_path), 1, "(file)", "scenario tree file missing"))
+
+    # Contacts
+    contacts: dict[str, Contact] = {}
+    contact_files = [content_dir / "contacts.yaml"] if (content_dir / "contacts.yaml").exists() else []
+    contact_files += sorted((content_dir / "contacts").glob("*.yaml")) if (content_dir / "contacts").is_dir() else []
+    contact_where: dict[str, str] = {}
+    for path in contact_files:
+        for contact, index, shown, doc in _read_list(path, Contact, problems):
+            line = doc.line_of((index,))
+            if contact.id in contacts:
+                problems.append(
+                    Problem(shown, line, "id", f"duplicate contact id {contact.id!r} (first at {contact_where[contact.id]})")
+                )
+                continue
+            contacts[contact.id] = contact
+            contact_where[contact.id] = f"{shown}:{line}"
+
+    # Synonyms
+    synonyms: list[SynonymGroup] = []
+    syn_path = content_dir / "synonyms.yaml"
+    if syn_path.exists():
+        synonyms = [group for group, *_ in _read_list(syn_path, SynonymGroup, problems)]
+
+    # Source catalogue and documents
+    catalogue = SourcesFile()
+    cat_path = content_dir / "sources.yaml"
+    if cat_path.exists():
+        shown = _display(cat_path)
+        doc, syntax = read_yaml(cat_path, shown)
+        problems.extend(syntax)
+        if doc is not None and doc.data is not None:
+            try:
+                catalogue = SourcesFile.model_validate(doc.data)
+            except ValidationError as exc:
+                problems.extend(_pydantic_problems(exc, doc, shown, (), doc.data))
+    sources_dir = Path(sources_dir) if sources_dir else default_sources_dir()
+    sources = load_sources(sources_dir, catalogue) if sources_dir.is_dir() else {}
+
+    # FAQs
+    faqs: list[FAQ] = []
+    locations: dict[str, tuple[str, int]] = {}
+    categories = {path for path, _ in iter_tree(tree)}
+    faq_dir = content_dir / "faqs"
+    faq_files = sorted(faq_dir.glob("*.yaml")) if faq_dir.is_dir() else []
+    if content_dir.is_dir() and not faq_files:
+        problems.append(Problem(str(faq_dir), 1, "(folder)", "no FAQ files (faqs/*.yaml)"))
+    for path in faq_files:
+        for faq, index, shown, doc in _read_list(path, FAQ, problems):
+            line = doc.line_of((index,))
+            at = lambda *where: doc.line_of((index, *where))  # noqa: E731
+            if faq.id in locations:
+                first = "{}:{}".format(*locations[faq.id])
+                problems.append(Problem(shown, at("id"), "id", f"duplicate id {faq.id!r} (first at {first})"))
+                continue
+            entry_problems = []
+            for i, contact_id in enumerate(faq.contacts):
+                if contact_id not in contacts:
+                    entry_problems.append(Problem(shown, at("contacts", i), f"contacts[{i}]", f"unknown contact id {contact_id!r}"))
+            if tree and tuple(faq.category) not in categories:
+                entry_problems.append(
+                    Problem(shown, at("category"), "category", f"not in the scenario tree: {' > '.join(faq.category)}")
+                )
+            entry_problems += _source_problems(faq.source, sources, shown, lambda *w: at("source", *w))
+            problems.extend(entry_problems)
+            faqs.append(faq)
+            locations[faq.id] = (shown, line)
+
+    for contact_id, contact in contacts.items():
+        shown, _, line = contact_where[contact_id].rpartition(":")
+        problems.extend(_source_problems(contact.source, sources, shown, lambda *w, line=int(line): line))
+
+    for skipped in catalogue.skipped:
+        doc = sources.get(skipped.document)
+        if sources and (doc is None or not doc.has_section(skipped.section)):
+            problems.append(
+                Problem(_display(cat_path), 1, "skipped", f"no section {skipped.section!r} in {skipped.document}")
+            )
+
+    kb = KnowledgeBase(faqs, contacts, tree, synonyms, sources, catalogue, content_dir, locations)
+    problems.sort(key=lambda p: (p.path, p.line))  # read like a compiler's report, file by file
+    return LoadResult(kb, problems)
+
+
+def _source_problems(source, sources: dict[str, SourceDoc], shown: str, at, prefix: str = "source") -> list[Problem]:
+    if not sources or source.document.startswith(IMPORT_SCHEME):
+        # No documents to check against, or an FAQ imported from a ministry's CSV.
+        return []
+    doc = sources.get(source.document)
+    if doc is None:
+        return [Problem(shown, at("document"), f"{prefix}.document", f"unknown document {source.document!r}")]
+    out = []
+    if not doc.has_section(source.section):
+        out.append(Problem(shown, at("section"), f"{prefix}.section", f"no section {source.section!r} in {source.document}"))
+    if source.line is not None and source.line > len(doc.lines):
+        out.append(Problem(shown, at("line"), f"{prefix}.line", f"line {source.line} is past the end of {source.document} ({len(doc.lines)} lines)"))
+    return out
