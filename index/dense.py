@@ -48,6 +48,9 @@ class DenseIndex:
         self.alt_weight = alt_weight
         self._factor = np.where(self.roles == ALT, alt_weight, 1.0).astype(np.float32)
         self._is_answer = self.roles == ANSWER
+        # A document indexed by its passage alone (retrieval benchmarks) scores by it alone.
+        self._has_question = np.zeros(n_docs, dtype=bool)
+        self._has_question[self.owners[~self._is_answer]] = True
         # Enough neighbours that every document gets its best vectors in the exact case.
         self.k_vectors = int(index.ntotal) if kind == "flat" else min(int(index.ntotal), 512)
 
@@ -68,7 +71,7 @@ class DenseIndex:
         is_answer = self._is_answer[rows]
         np.maximum.at(question, self.owners[rows[~is_answer]], sims[~is_answer] * self._factor[rows[~is_answer]])
         np.maximum.at(answer, self.owners[rows[is_answer]], sims[is_answer])
-        return (question + answer) / 2
+        return np.where(self._has_question, (question + answer) / 2, answer)
 
     def save(self, directory: Path) -> None:
         import faiss

@@ -57,7 +57,8 @@ class Embedder:
         prompts = getattr(self.model, "prompts", {}) or {}
         self.query_prompt = _first(prompts, ("query", "search_query", "検索クエリ"))
         self.document_prompt = _first(prompts, ("passage", "document", "search_document", "検索文書"))
-        self.dimension = int(self.model.get_sentence_embedding_dimension())
+        get_dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        self.dimension = int(get_dim())
 
     def _encode(self, texts: list[str], prompt_name: str | None, batch_size: int = 32) -> np.ndarray:
         import torch

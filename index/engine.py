@@ -31,7 +31,7 @@ from .normalize import normalize
 from .tokenize import TOKENIZER_VERSION, JapaneseTokenizer
 
 log = logging.getLogger("govfaq.index")
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 
 
 class IndexMismatch(RuntimeError):
@@ -42,13 +42,16 @@ class IndexMismatch(RuntimeError):
 class SearchConfig:
     mode: str = "hybrid"  # hybrid | lexical | dense
     dense_weight: float = 1.0
-    lexical_weight: float = 0.6
-    lexical_saturation: float = 8.0  # BM25 score at which lexical evidence counts 0.5 (squashes raw BM25)
+    lexical_weight: float = 0.2
+    lexical_saturation: float = 32.0  # BM25 score at which lexical evidence counts 0.5 (squashes raw BM25)
     index_kind: str = "flat"
     alt_weight: float = 0.9  # a paraphrase's match counts this much of the question's
     latin_lexical_factor: float = 0.0  # share of the lexical weight kept for a query written in Latin letters
     answer_threshold: float = 0.60
     candidate_threshold: float = 0.35
+    # Queries written in Latin letters (English) have only meaning to go on, not shared
+    # words, so their confidence runs on another scale and gets its own threshold.
+    latin_answer_threshold: float = 0.60
 
 
 @dataclass(frozen=True)
@@ -94,9 +97,13 @@ class EmbeddingCache:
             except (ValueError, OSError) as exc:  # a damaged cache is only a slower build
                 log.warning("embedding cache unreadable, rebuilding it: %s", exc)
 
-    def save(self, keep: set[str]) -> None:
+    def save(self, keep: set[str], limit: int = 200_000) -> None:
+        """Write the cache. Vectors in `keep` always stay; others stay while the cache is under `limit`
+        (the knowledge base and a benchmark corpus share one cache and must not evict each other)."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        keys = [k for k in self.vectors if k in keep]
+        keys = list(self.vectors)
+        if len(keys) > limit:
+            keys = [k for k in keys if k in keep] + [k for k in keys if k not in keep][: max(0, limit - len(keep))]
         tmp = Path(tempfile.mkdtemp(dir=self.directory, prefix=".tmp-"))
         try:
             np.save(tmp / "vectors.npy", np.stack([self.vectors[k] for k in keys]) if keys else np.zeros((0, 1), np.float32))
@@ -300,9 +307,11 @@ class SearchEngine:
         ]
         features = self._features(text, hits, order, lex_norm, den)
         confidence = self._confidence(features, mode)
+        latin = features.get("japanese_share", 1.0) == 0.0
+        answer_threshold = self.config.latin_answer_threshold if latin else self.config.answer_threshold
         band = (
             "answer"
-            if confidence >= self.config.answer_threshold
+            if confidence >= answer_threshold
             else "candidates"
             if confidence >= self.config.candidate_threshold
             else "fallback"
@@ -353,6 +362,7 @@ def load_calibration(path: Path = CALIBRATION_FILE) -> dict:
             "weights": {k: float(v) for k, v in data["weights"].items()},
             "answer_threshold": float(data["answer_threshold"]),
             "candidate_threshold": float(data["candidate_threshold"]),
+            "latin_answer_threshold": float(data.get("latin_answer_threshold", data["answer_threshold"])),
         }
     except (OSError, ValueError, KeyError):
         return DEFAULT_CALIBRATION
@@ -373,6 +383,11 @@ def engine_from_settings(kb, settings, progress: bool = False, embedder=None) ->
         answer_threshold=settings.answer_threshold if settings.answer_threshold is not None else calibration["answer_threshold"],
         candidate_threshold=(
             settings.candidate_threshold if settings.candidate_threshold is not None else calibration["candidate_threshold"]
+        ),
+        latin_answer_threshold=(
+            settings.latin_answer_threshold
+            if settings.latin_answer_threshold is not None
+            else calibration.get("latin_answer_threshold", calibration["answer_threshold"])
         ),
     )
     return SearchEngine(kb, embedder, tokenizer, config)

