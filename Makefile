@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 OFFLINE := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1
 
 .DEFAULT_GOAL := help
-.PHONY: help install serve test test-fast check coverage clean
+.PHONY: help install serve test test-fast check coverage index eval bench clean
 
 help: ## list the tasks
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -28,6 +28,8 @@ install: $(STAMP) ## create .venv and install the project with its test tools
 serve: install ## install, build what is needed, and start the service on http://127.0.0.1:8000
 	@# A content problem is reported but never stops the service: valid entries still serve.
 	-$(OFFLINE) $(BIN)/govfaq faq check
+	@# Converts the built-in model once, then (re)builds the index; unchanged FAQs reuse cached embeddings.
+	$(OFFLINE) $(BIN)/govfaq index build
 	$(OFFLINE) $(BIN)/govfaq serve --host 127.0.0.1 --port 8000
 
 test: install ## install and run the whole test suite (slow tests included), offline
@@ -41,6 +43,15 @@ check: install ## validate the FAQ content
 
 coverage: install ## FAQs per section of the source documents
 	$(BIN)/govfaq faq coverage
+
+index: install ## build the search index into var/ (converts the built-in model on first use)
+	$(OFFLINE) $(BIN)/govfaq index build
+
+eval: install ## accuracy on the development questions (shared/eval/dev.jsonl)
+	$(OFFLINE) $(BIN)/govfaq eval ../shared/eval/dev.jsonl
+
+bench: install ## build times, query latency, memory
+	$(OFFLINE) $(BIN)/govfaq bench
 
 clean: ## remove the virtualenv and built artefacts
 	rm -rf $(VENV) var build *.egg-info

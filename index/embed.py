@@ -9,6 +9,7 @@ a Hugging Face id where a network exists.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -27,44 +28,73 @@ def configure_threads(threads: int | None = None) -> None:
 
 
 class Embedder:
-    """Wraps a SentenceTransformer; applies the model's query/passage prompts."""
+    """Wraps a sentence-transformers model; applies the model's query/passage prompts.
 
-    def __init__(self, model: str = BUILTIN, cache_dir: Path | None = None, threads: int | None = None, progress: bool = True):
-        import torch
-        from sentence_transformers import SentenceTransformer
+    runtime: "torch" runs sentence-transformers; "onnx" runs the same weights
+    through ONNX Runtime (exported once, see onnx_runtime.py), about three
+    times faster per query here; "auto" picks onnx for the built-in model.
+    """
 
-        configure_threads(threads)
+    def __init__(
+        self,
+        model: str = BUILTIN,
+        cache_dir: Path | None = None,
+        threads: int | None = None,
+        progress: bool = True,
+        runtime: str = "auto",
+    ):
         if model == BUILTIN:
             from .builtin_model import BUILTIN_MODEL_ID, ensure_builtin_model, weights_fingerprint
 
             path = ensure_builtin_model(cache_dir, progress=progress)
             self.model_id = BUILTIN_MODEL_ID
             self.fingerprint = weights_fingerprint(path)
-            source = str(path)
-            local = True
+            source, local = str(path), True
         else:
-            source = model
-            self.model_id = model
+            source, self.model_id = model, model
             local = Path(model).exists()
             self.fingerprint = _dir_fingerprint(Path(model)) if local else f"hub:{model}"
-        self.model = SentenceTransformer(
-            source,
-            device="cpu",
-            local_files_only=local or os.environ.get("HF_HUB_OFFLINE") == "1",
-            model_kwargs={"dtype": torch.float32},
-        )
-        self.model.eval()
-        prompts = getattr(self.model, "prompts", {}) or {}
+        if runtime == "auto":
+            runtime = "onnx" if model == BUILTIN and _has_onnxruntime() else "torch"
+        self.runtime = runtime
+        self.model = None
+        self._onnx = None
+        if runtime == "onnx":
+            if not local:
+                raise ValueError("the onnx runtime needs a local model directory")
+            from .onnx_runtime import OnnxEncoder, export_onnx
+
+            export_onnx(Path(source), self.fingerprint)
+            self._onnx = OnnxEncoder(Path(source), threads)
+            prompts = _read_prompts(Path(source))
+            self.dimension = self._onnx.dimension
+        else:
+            import torch
+            from sentence_transformers import SentenceTransformer
+
+            configure_threads(threads)
+            self.model = SentenceTransformer(
+                source,
+                device="cpu",
+                local_files_only=local or os.environ.get("HF_HUB_OFFLINE") == "1",
+                model_kwargs={"dtype": torch.float32},
+            )
+            self.model.eval()
+            prompts = getattr(self.model, "prompts", {}) or {}
+            get_dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+            self.dimension = int(get_dim())
+        self.prompts = prompts
         self.query_prompt = _first(prompts, ("query", "search_query", "検索クエリ"))
         self.document_prompt = _first(prompts, ("passage", "document", "search_document", "検索文書"))
-        get_dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
-        self.dimension = int(get_dim())
 
     def _encode(self, texts: list[str], prompt_name: str | None, batch_size: int = 32) -> np.ndarray:
-        import torch
-
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
+        if self._onnx is not None:
+            prefix = self.prompts.get(prompt_name, "") if prompt_name else ""
+            return self._onnx.encode([prefix + t for t in texts])
+        import torch
+
         with torch.inference_mode():
             vectors = self.model.encode(
                 texts,
@@ -86,6 +116,21 @@ class Embedder:
         """Content address of one embedding: model weights, prompt kind and text."""
         prompt = self.query_prompt if kind == "query" else self.document_prompt
         return hashlib.sha256(f"{self.fingerprint}\x00{prompt}\x00{text}".encode()).hexdigest()
+
+
+def _has_onnxruntime() -> bool:
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _read_prompts(model_dir: Path) -> dict:
+    try:
+        return json.loads((model_dir / "config_sentence_transformers.json").read_text()).get("prompts", {}) or {}
+    except (OSError, ValueError):
+        return {}
 
 
 def _first(prompts: dict, names: tuple[str, ...]) -> str | None:

@@ -371,7 +371,7 @@ def load_calibration(path: Path = CALIBRATION_FILE) -> dict:
 def engine_from_settings(kb, settings, progress: bool = False, embedder=None) -> SearchEngine:
     from .embed import Embedder
 
-    embedder = embedder or Embedder(settings.embedding_model, progress=progress)
+    embedder = embedder or Embedder(settings.embedding_model, progress=progress, runtime=settings.embedding_runtime)
     calibration = load_calibration()
     tokenizer = JapaneseTokenizer([(g.canonical, g.variants) for g in kb.synonyms])
     config = SearchConfig(

