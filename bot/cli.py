@@ -118,11 +118,74 @@ def _cmd_ask(args: argparse.Namespace) -> int:
     from bot.runtime import load_bot
 
     bot = load_bot(_settings(args))
-    reply = bot.reply(args.query)
-    if args.json:
+    _print_reply(bot.reply(args.query), args.json)
+    return 0
+
+
+def _print_reply(reply, as_json: bool) -> None:
+    if as_json:
         print(json.dumps(reply.to_dict(), ensure_ascii=False, indent=1))
-    else:
-        print(reply.answer)
+        return
+    print(reply.answer)
+    for number, choice in enumerate(reply.choices, start=1):
+        print(f"  [{number}] {choice['label']}")
+    if reply.kind == "candidates":
+        for number, candidate in enumerate(reply.candidates, start=1):
+            print(f"  [{number}] {candidate.question}")
+
+
+def _cmd_chat(args: argparse.Namespace) -> int:
+    from bot.runtime import load_bot
+
+    bot = load_bot(_settings(args))
+    session = bot.sessions.get(None)
+    print(
+        "govfaq chat — 質問を入力してください（番号で選択、+ で「役に立った」、- で「役に立たなかった」"
+        "（続けてコメント可）、空行か Ctrl-D で終了）",
+        file=sys.stderr,
+    )
+    last = None
+    while True:
+        try:
+            line = input("> ").strip()
+        except (EOFError, KeyboardInterrupt):
+            print(file=sys.stderr)
+            return 0
+        if not line:
+            return 0
+        if line[0] in "+-" and last is not None and last.faq_id:
+            stored = bot.records.add_feedback(last.faq_id, line[0] == "+", line[1:].strip() or None, last.query_id) if bot.records else None
+            print("ご意見ありがとうございました。" if stored else "フィードバックを保存できませんでした。", file=sys.stderr)
+            continue
+        if line.isdigit() and last is not None:
+            index = int(line) - 1
+            if last.choices and 0 <= index < len(last.choices):
+                line = last.choices[index]["query"]
+            elif last.candidates and 0 <= index < len(last.candidates):
+                line = bot.kb.get(last.candidates[index].faq_id).question
+        last = bot.reply(line, session)
+        _print_reply(last, args.json)
+
+
+def _cmd_scenario(args: argparse.Namespace) -> int:
+    from bot.scenario import scenario_view
+    from faq.loader import load_knowledge_base
+
+    kb = load_knowledge_base(_settings(args).content_dir).kb
+    view = scenario_view(kb, args.node)
+    if view is None:
+        print(f"error: no scenario node {args.node!r}; `govfaq scenario` lists the fields", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(view.__dict__, ensure_ascii=False, indent=1))
+        return 0
+    print(" > ".join(b["title"] for b in view.breadcrumbs))
+    for child in view.children:
+        print(f"  [{child['id']}] {child['title']} ({child['faqs']}件)")
+    for faq in view.faqs:
+        print(f"  - {faq['faq_id']}: {faq['question']}")
+    if view.parent_id:
+        print(f"  (戻る: govfaq scenario {view.parent_id} / トップ: govfaq scenario)")
     return 0
 
 
@@ -135,7 +198,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    result = evaluate(load_bot(_settings(args)), items)
+    # Evaluation questions are not residents' queries: keep them out of the query log.
+    result = evaluate(load_bot(_settings(args), records=False), items)
     if args.json:
         print(json.dumps(result, ensure_ascii=False))
     else:
@@ -318,6 +382,17 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("query")
     ask.add_argument("--json", action="store_true", help="the structured reply")
     ask.set_defaults(func=_cmd_ask)
+
+    scen = commands.add_parser("scenario", help="シナリオ検索: list the fields, or the topics and FAQs under a node")
+    engine_args(scen)
+    scen.add_argument("node", nargs="?", default=None, help="a node id (default: the top)")
+    scen.add_argument("--json", action="store_true")
+    scen.set_defaults(func=_cmd_scenario)
+
+    chat = commands.add_parser("chat", help="an interactive conversation with follow-ups")
+    engine_args(chat)
+    chat.add_argument("--json", action="store_true", help="print the structured replies")
+    chat.set_defaults(func=_cmd_chat)
 
     ev = commands.add_parser("eval", help="score the bot on a JSONL file of questions and expected facts")
     engine_args(ev)

@@ -15,12 +15,49 @@ from faq.schema import FAQ, Contact
 from index.engine import SearchEngine, SearchResult
 
 from .deadlines import Clock, DeadlineStatus, deadline_status, format_date, tokyo_now
+from .places import PlaceIndex
+from .records import RecordStore
+from .session import Session, SessionStore
 
 MAX_QUERY_CHARS = 500
 FALLBACK_CONTACTS = ("soudan-110ban", "soudan-internet-form")
 
 _GREETING = re.compile(r"^(こんにちは|こんばんは|おはよう(ございます)?|はじめまして|hello|hi|hey|やあ|どうも)[!！。.~〜ー]*$", re.I)
 _THANKS = re.compile(r"^(ありがとう(ございます|ございました)?|thanks?( you)?|thank you|助かりました|どうも(ありがとう)?)[!！。.~〜]*$", re.I)
+_DISASTER = re.compile(
+    r"被災|罹災|り災|りさい|災害|地震|大雨|豪雨|台風|火事|火災|大火|洪水|浸水|土砂|津波|噴火|"
+    r"家が(壊|こわ|流|つぶ|潰)|家屋|避難|半壊|全壊|倒壊|がれき|earthquake|flood|typhoon|disaster|fire",
+    re.I,
+)
+DISASTER_FIELD = "災害・生活再建の支援"
+_FOLLOW_UP = {
+    "deadline": re.compile(r"締切|締め切|しめきり|期限|いつまで|いつから|日程|日時|いつ"),
+    "contact": re.compile(r"電話|連絡先|問い?合わ?せ|窓口|番号|メール|担当"),
+    "target": re.compile(r"対象|条件|要件|誰が|だれが|資格|どんな人"),
+    "amount": re.compile(r"いくら|金額|上限|補助率|予算|費用|何円|万円|額"),
+}
+_CONTACT_WORDS = re.compile(r"きくみみ|キクミミ|kikumimi|行政相談|行政評価|苦情", re.I)
+_FILLER_WORDS = (
+    "の で に と や にある 近く 近い 最寄り 相談窓口 窓口 相談先 相談 連絡先 連絡 電話番号 電話 番号 住所 場所 どこ "
+    "したい とき 時 する できる 聞きたい 行きたい 問い合わせ先 問合せ先 問い合わせ 問合せ 教えてください 教えて 知りたい "
+    "は を が って ですか ますか ください 住んでいます 住んでます 在住 です 市 県 府 都 "
+    "the of phone number address where is what's whats in please"
+).split()
+# Longest first, so that とき is not taken as と + き.
+_CONTACT_FILLER = re.compile(
+    "|".join(re.escape(w) for w in sorted(_FILLER_WORDS, key=len, reverse=True)) + r"|[?？!！。、\s]", re.I
+)
+_DATE_WORDS = re.compile(r"締切|期限|提出|応募|募集|開催|施行|\d+月\d+日")
+_AMOUNT_WORDS = re.compile(r"円|補助率|上限|措置率|予算")
+_TARGET_WORDS = re.compile(r"対象|要件|条件|資格")
+_FITS = {
+    "deadline": lambda f: bool(f.deadlines) or bool(_DATE_WORDS.search(f.answer)),
+    "contact": lambda f: bool(f.contacts),
+    "target": lambda f: bool(_TARGET_WORDS.search(f.question + f.answer)),
+    "amount": lambda f: bool(_AMOUNT_WORDS.search(f.answer)),
+}
+_KIND_LABEL = {"deadline": "締切・日程", "contact": "問合せ先", "target": "対象・条件", "amount": "金額"}
+CLARIFY_GAP = 0.02  # top hits of different programmes closer than this → ask which one
 _HELP = re.compile(r"^(何ができるの|何ができますか|なにができるの|使い方(を教えて)?|ヘルプ|help|how to use|what can you do)[?？!！。]*$", re.I)
 
 
@@ -46,6 +83,9 @@ class Reply:
     deadlines: list[dict] = field(default_factory=list)
     sources: list[dict] = field(default_factory=list)
     related: list[dict] = field(default_factory=list)
+    choices: list[dict] = field(default_factory=list)  # clarifying buttons: {"label", "query"}
+    session_id: str | None = None
+    query_id: int | None = None  # the query-log row, for feedback
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -75,10 +115,20 @@ def _clean(text: str) -> str:
 
 
 class Bot:
-    def __init__(self, engine: SearchEngine, clock: Clock = tokyo_now):
+    def __init__(
+        self,
+        engine: SearchEngine,
+        clock: Clock = tokyo_now,
+        records: RecordStore | None = None,
+        sessions: SessionStore | None = None,
+    ):
         self.engine = engine
         self.kb = engine.kb
         self.clock = clock
+        self.records = records
+        self.sessions = sessions or SessionStore()
+        self.places = PlaceIndex(self.kb)
+        self.disaster_ids = {f.id for f in self.kb.faqs if f.category[0] == DISASTER_FIELD}
 
     # ------------------------------------------------------------- pieces
     def today(self) -> dt.date:
@@ -110,12 +160,19 @@ class Bot:
         lines += ["", f"出典: {src['title']}「{src['section']}」 (更新 {format_date(faq.updated, wareki=False)})"]
         return "\n".join(lines)
 
-    def fallback_text(self, reason: str = "") -> str:
+    def consultation_contacts(self, session: Session | None = None) -> list[Contact]:
+        """行政苦情110番, the internet form, and the person's きくみみ office when a place was named."""
+        contacts = [self.kb.contacts[c] for c in FALLBACK_CONTACTS if c in self.kb.contacts]
+        if session and session.office_id and session.office_id in self.kb.contacts:
+            contacts.append(self.kb.contacts[session.office_id])
+        return contacts
+
+    def fallback_text(self, reason: str = "", session: Session | None = None) -> str:
         lines = [
             reason or "申し訳ありません。お尋ねの内容にお答えできるFAQが見つかりませんでした。",
             "行政への相談は、次の窓口で受け付けています。",
         ]
-        lines += [contact_line(self.kb.contacts[c]) for c in FALLBACK_CONTACTS if c in self.kb.contacts]
+        lines += [contact_line(c) for c in self.consultation_contacts(session)]
         return "\n".join(lines)
 
     def related(self, faq: FAQ, result: SearchResult | None, n: int = 3) -> list[dict]:
@@ -163,8 +220,21 @@ class Bot:
         return out
 
     # -------------------------------------------------------------- reply
-    def reply(self, text: str) -> Reply:
+    def reply(self, text: str, session: Session | None = None) -> Reply:
+        """The bot's reply; with a session, follow-ups and named places carry over."""
+        session = session or self.sessions.get(None)
         text = _clean(text or "")
+        reply = self._decide(text, session)
+        reply = _with(reply, session_id=session.id)
+        self.sessions.record(session, text, reply.faq_id or reply.kind)
+        if self.records is not None and text and reply.kind != "refused":
+            query_id = self.records.log_query(
+                text, reply.kind, reply.faq_id, [c.faq_id for c in reply.candidates], reply.confidence
+            )
+            reply = _with(reply, query_id=query_id)
+        return reply
+
+    def _decide(self, text: str, session: Session) -> Reply:
         if not text:
             return self._smalltalk("ご質問を入力してください。制度・手続・締切・相談窓口などについてお答えします。")
         if len(text) > MAX_QUERY_CHARS:
@@ -180,31 +250,165 @@ class Bot:
         if _HELP.match(compact):
             return self._smalltalk(self.help_text())
 
-        result = self.engine.search(text, k=10)
-        if result.band == "answer" and result.hits:
+        place = self.places.find(text)
+        if place:
+            session.prefecture, session.office_id = place.prefecture, place.office_id
+        if place and self._is_contacts_lookup(text):
+            return self._office_reply(place)
+
+        disaster = bool(_DISASTER.search(text))
+        follow_up = self._follow_up_kind(text) if session.program else None
+        if follow_up:
+            reply = self._follow_up(text, session, follow_up)
+            if reply is not None:
+                return reply
+        # Not a follow-up: a new topic resets the context.
+        session.program = session.faq_id = None
+
+        result = self.engine.search(text, k=10, prefer=self.disaster_ids if disaster else None)
+        clarify = self._clarify(text, result, gap=CLARIFY_GAP / 2) if result.band == "answer" else None
+        if clarify is not None:
+            reply = clarify
+        elif result.band == "answer" and result.hits:
             faq = self.kb.get(result.hits[0].faq_id)
-            return self.answer_reply(faq, result, result.confidence, "answer")
-        if result.band == "candidates" and result.hits:
-            candidates = self._candidates(result, n=5)
-            return Reply(
-                kind="candidates",
+            session.program, session.faq_id = faq.program, faq.id
+            reply = self.answer_reply(faq, result, result.confidence, "answer")
+        elif result.band == "candidates" and result.hits:
+            reply = self._clarify(text, result) or self._did_you_mean(result)
+        else:
+            reply = Reply(
+                kind="fallback",
                 answered=False,
                 faq_id=None,
-                answer="もしかして、次のご質問ですか。当てはまるものを選んでください。\n"
-                + "\n".join(f"・{c.question}" for c in candidates),
-                band="candidates",
+                answer=self.fallback_text(session=session),
+                band="fallback",
                 confidence=result.confidence,
-                candidates=candidates,
+                contacts=[c.model_dump(exclude_none=True) for c in self.consultation_contacts(session)],
             )
+        if disaster:
+            reply = self._with_consultation(reply, session)
+        return reply
+
+    # ------------------------------------------------------------ helpers
+    def _is_contacts_lookup(self, text: str) -> bool:
+        """「鹿児島の相談窓口」「きくみみ 沖縄」: a place plus contact words and nothing else."""
+        if _CONTACT_WORDS.search(text):
+            rest = _CONTACT_WORDS.sub("", text)
+        else:
+            rest = text
+        place = self.places.find(rest)
+        while place:
+            rest = rest.replace(place.name, "")
+            place = self.places.find(rest)
+        return not _CONTACT_FILLER.sub("", rest).strip() and (bool(_CONTACT_WORDS.search(text)) or "窓口" in text or "相談" in text)
+
+    def _office_reply(self, place) -> Reply:
+        office = self.places.office(place)
+        if office is None:
+            return Reply(kind="fallback", answered=False, faq_id=None, band="fallback", confidence=0.0, answer=self.fallback_text())
+        lines = [
+            f"{place.prefecture}の行政相談の窓口は「{office.name}」です。",
+            contact_line(office),
+            "",
+            "電話での行政相談は、全国共通の次の番号でも受け付けています。",
+            *(contact_line(c) for c in self.consultation_contacts() if c.id != office.id),
+        ]
         return Reply(
-            kind="fallback",
+            kind="contacts",
+            answered=True,
+            faq_id=None,
+            answer="\n".join(lines),
+            band="answer",
+            confidence=1.0,
+            message=office.name,
+            contacts=[office.model_dump(exclude_none=True)],
+            sources=[{"document": office.source.document, "title": self.kb.document_title(office.source.document),
+                      "section": office.source.section, "line": office.source.line, "updated": None}],
+        )
+
+    @staticmethod
+    def _follow_up_kind(text: str) -> str | None:
+        short = re.sub(r"[\s?？!！。、]", "", unicodedata.normalize("NFKC", text))
+        if len(short) > 14:
+            return None
+        return next((kind for kind, pattern in _FOLLOW_UP.items() if pattern.search(short)), None)
+
+    def _follow_up(self, text: str, session: Session, kind: str) -> Reply | None:
+        same = [f for f in self.kb.faqs if f.program == session.program]
+        if not same:
+            return None
+        fitting = {f.id for f in same if _FITS[kind](f)}
+        if not fitting:
+            # Say so rather than answer with something else about the programme.
+            contacts = list(dict.fromkeys(c for f in same for c in f.contacts if c in self.kb.contacts))
+            lines = [f"「{session.program}」の{_KIND_LABEL[kind]}について、FAQには記載がありません。"]
+            if contacts:
+                lines += ["詳しくは次の窓口にお問い合わせください。", *(contact_line(self.kb.contacts[c]) for c in contacts[:3])]
+            else:
+                lines += [self.fallback_text("", session).split("\n", 1)[1]]
+            return Reply(
+                kind="fallback", answered=False, faq_id=None, answer="\n".join(lines), band="fallback", confidence=0.0,
+                contacts=[self.kb.contacts[c].model_dump(exclude_none=True) for c in contacts[:3]],
+            )
+        result = self.engine.search(f"{session.program} {text}", k=5, only=fitting)
+        if not result.hits:
+            return None
+        faq = self.kb.get(result.hits[0].faq_id)
+        session.faq_id = faq.id
+        reply = self.answer_reply(faq, result, result.confidence, "answer")
+        return _with(reply, message=f"{session.program}について: {faq.question}")
+
+    def _clarify(self, text: str, result: SearchResult, gap: float = CLARIFY_GAP) -> Reply | None:
+        """Top candidates from different programmes with close scores: ask which one.
+
+        A question that names its programme is not ambiguous, however close the scores."""
+        top = result.hits[:5]
+        if len(top) < 2 or top[0].score - top[1].score >= gap:
+            return None
+        first, second = self.kb.get(top[0].faq_id).program, self.kb.get(top[1].faq_id).program
+        if not first or first == second or _names(text, first):
+            return None
+        programs: list[str] = []
+        for hit in top:
+            program = self.kb.get(hit.faq_id).program
+            if program and program not in programs and top[0].score - hit.score < 2 * CLARIFY_GAP:
+                programs.append(program)
+        if len(programs) < 2:
+            return None
+        choices = [{"label": p, "query": f"{p} {text}"} for p in programs[:4]]
+        return Reply(
+            kind="clarify",
             answered=False,
             faq_id=None,
-            answer=self.fallback_text(),
-            band="fallback",
+            answer="どの制度についてですか？\n" + "\n".join(f"・{c['label']}" for c in choices),
+            band="candidates",
             confidence=result.confidence,
-            contacts=[self.kb.contacts[c].model_dump(exclude_none=True) for c in FALLBACK_CONTACTS if c in self.kb.contacts],
+            candidates=self._candidates(result, n=5),
+            choices=choices,
         )
+
+    def _did_you_mean(self, result: SearchResult) -> Reply:
+        candidates = self._candidates(result, n=5)
+        return Reply(
+            kind="candidates",
+            answered=False,
+            faq_id=None,
+            answer="もしかして、次のご質問ですか。当てはまるものを選んでください。\n"
+            + "\n".join(f"・{c.question}" for c in candidates),
+            band="candidates",
+            confidence=result.confidence,
+            candidates=candidates,
+        )
+
+    def _with_consultation(self, reply: Reply, session: Session) -> Reply:
+        """Disaster wording: always say how to reach a consultation window."""
+        contacts = self.consultation_contacts(session)
+        known = {c.get("id") for c in reply.contacts}
+        extra = [c for c in contacts if c.id not in known]
+        if reply.kind == "fallback" or not extra:
+            return reply
+        text = reply.answer + "\n\n【被災に関するご相談】\n" + "\n".join(contact_line(c) for c in extra)
+        return _with(reply, answer=text, contacts=reply.contacts + [c.model_dump(exclude_none=True) for c in extra])
 
     def help_text(self) -> str:
         fields = "、".join(node.title for node in self.kb.tree)
@@ -215,3 +419,16 @@ class Bot:
 
     def _smalltalk(self, message: str) -> Reply:
         return Reply(kind="smalltalk", answered=False, faq_id=None, answer=message, band="fallback", confidence=0.0, message=message)
+
+
+def _names(text: str, program: str) -> bool:
+    """Does the question name the programme (or the part of its name before any bracket)?"""
+    folded = unicodedata.normalize("NFKC", text)
+    head = re.split(r"[(（「『]", unicodedata.normalize("NFKC", program))[0].strip()
+    return bool(head) and head in folded
+
+
+def _with(reply: Reply, **changes) -> Reply:
+    from dataclasses import replace
+
+    return replace(reply, **changes)

@@ -9,6 +9,8 @@ from faq.loader import load_knowledge_base
 from index.engine import SearchEngine, engine_from_settings
 
 from .dialogue import Bot
+from .records import RecordStore
+from .session import SessionStore
 from .settings import Settings
 
 log = logging.getLogger("govfaq")
@@ -27,5 +29,13 @@ def load_engine(settings: Settings, progress: bool = False, rebuild: bool = Fals
     return engine.load_or_build(settings.data_dir, progress=progress)
 
 
-def load_bot(settings: Settings, progress: bool = False) -> Bot:
-    return Bot(load_engine(settings, progress=progress))
+def record_store(settings: Settings) -> RecordStore:
+    return RecordStore(settings.data_dir / "govfaq.sqlite3", retention_days=settings.log_retention_days)
+
+
+def load_bot(settings: Settings, progress: bool = False, records: bool = True) -> Bot:
+    store = record_store(settings) if records else None
+    if store is not None:
+        store.purge()
+    sessions = SessionStore(ttl_seconds=settings.session_ttl_seconds, max_sessions=settings.max_sessions)
+    return Bot(load_engine(settings, progress=progress), records=store, sessions=sessions)

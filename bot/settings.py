@@ -45,6 +45,9 @@ class Settings(BaseSettings):
         None, ge=0, le=1,
         description="Confidence at or above which the bot offers candidates, below it falls back (default: calibrated)",
     )
+    log_retention_days: int = Field(180, ge=1, description="Days the masked query log and feedback are kept")
+    session_ttl_seconds: int = Field(1800, ge=60, description="A conversation without activity for this long is forgotten")
+    max_sessions: int = Field(10_000, ge=1, description="Conversations kept in memory at once (oldest dropped first)")
     host: str = Field("127.0.0.1", description="Address `govfaq serve` listens on")
     port: int = Field(8000, ge=1, le=65535, description="Port `govfaq serve` listens on")
 

@@ -279,7 +279,17 @@ class SearchEngine:
     def embed_query(self, query: str) -> np.ndarray:
         return self.embedder.embed_queries([query])[0]
 
-    def search(self, query: str, k: int = 10, mode: str | None = None) -> SearchResult:
+    def search(
+        self,
+        query: str,
+        k: int = 10,
+        mode: str | None = None,
+        prefer: set[str] | None = None,
+        prefer_bonus: float = 0.03,
+        only: set[str] | None = None,
+    ) -> SearchResult:
+        """Rank FAQs for `query`. `prefer`: FAQ ids that get `prefer_bonus` added (disaster
+        support for disaster wording); `only`: search within these FAQs (follow-ups)."""
         mode = mode or self.config.mode
         text = normalize(query)
         n = len(self.faq_ids)
@@ -299,13 +309,17 @@ class SearchEngine:
             fused = den
         else:
             fused = self.config.dense_weight * den + self.config.lexical_weight * lex_norm
-        order = np.argsort(-fused, kind="stable")[:k]
+        if prefer:
+            fused = fused + prefer_bonus * self._mask(prefer)
+        if only is not None:
+            fused = np.where(self._mask(only) > 0, fused, -np.inf)
+        order = [i for i in np.argsort(-fused, kind="stable")[:k] if np.isfinite(fused[i])]
         hits = [
             SearchHit(self.faq_ids[i], float(fused[i]), float(den[i]), float(lex[i]), rank + 1)
             for rank, i in enumerate(order)
             if mode != "lexical" or lex[i] > 0
         ]
-        features = self._features(text, hits, order, lex_norm, den)
+        features = self._features(text, hits, order, lex_norm, den, self._mask(only) if only is not None else None)
         confidence = self._confidence(features, mode)
         latin = features.get("japanese_share", 1.0) == 0.0
         answer_threshold = self.config.latin_answer_threshold if latin else self.config.answer_threshold
@@ -318,12 +332,17 @@ class SearchEngine:
         )
         return SearchResult(query, hits, confidence, band, features)
 
-    def _features(self, text: str, hits: list[SearchHit], order: np.ndarray, lex_norm: np.ndarray, den: np.ndarray) -> dict:
+    def _mask(self, ids: set[str]) -> np.ndarray:
+        return np.fromiter((faq_id in ids for faq_id in self.faq_ids), dtype=np.float32, count=len(self.faq_ids))
+
+    def _features(
+        self, text: str, hits: list[SearchHit], order, lex_norm: np.ndarray, den: np.ndarray, allowed: np.ndarray | None = None
+    ) -> dict:
         """Evidence that the top hit answers the query, for the confidence model."""
         if not hits:
             return {}
         top = int(order[0])
-        dense_sorted = np.sort(den)[::-1]
+        dense_sorted = np.sort(den if allowed is None else den[allowed > 0])[::-1]
         return {
             "top_dense": float(den[top]),
             "dense_margin": float(dense_sorted[0] - dense_sorted[1]) if len(dense_sorted) > 1 else 0.0,

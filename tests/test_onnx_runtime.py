@@ -23,9 +23,12 @@ TEXTS = [
 
 @pytest.fixture(scope="module")
 def model_dir():
-    from index.builtin_model import ensure_builtin_model
+    from index.builtin_model import ensure_builtin_model, weights_fingerprint
+    from index.onnx_runtime import export_onnx
 
-    return ensure_builtin_model(progress=False)
+    path = ensure_builtin_model(progress=False)
+    export_onnx(path, weights_fingerprint(path))  # a fresh machine has not exported it yet
+    return path
 
 
 def test_fast_normaliser_gives_the_same_token_ids(model_dir):

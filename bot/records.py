@@ -1,0 +1,114 @@
+"""Feedback and the query log, in SQLite (standard library), WAL mode.
+
+Everything a resident typed is masked (bot/privacy.py) before it is written.
+A logging failure never breaks an answer: the caller gets False and a
+warning is logged.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import sqlite3
+import threading
+from contextlib import closing
+from pathlib import Path
+
+from .privacy import mask_personal_data
+
+log = logging.getLogger("govfaq.records")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS query_log (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    ts TEXT NOT NULL,               -- UTC, ISO 8601
+    query TEXT NOT NULL,            -- masked
+    band TEXT NOT NULL,             -- answer | candidates | clarify | fallback | smalltalk | contacts | ...
+    faq_id TEXT,
+    candidates TEXT NOT NULL,       -- JSON list of FAQ ids
+    confidence REAL
+);
+CREATE INDEX IF NOT EXISTS query_log_ts ON query_log (ts);
+CREATE TABLE IF NOT EXISTS feedback (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    ts TEXT NOT NULL,
+    faq_id TEXT NOT NULL,
+    helpful INTEGER NOT NULL,       -- 1 役に立った, 0 役に立たなかった
+    comment TEXT,                   -- masked
+    query_id INTEGER REFERENCES query_log (id) ON DELETE SET NULL
+);
+CREATE INDEX IF NOT EXISTS feedback_ts ON feedback (ts);
+"""
+
+MAX_COMMENT_CHARS = 1000
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+class RecordStore:
+    def __init__(self, path: Path, retention_days: int = 180):
+        self.path = Path(path)
+        self.retention_days = retention_days
+        self._lock = threading.Lock()
+        self._ready = False
+
+    def _connect(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, timeout=2.0, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA busy_timeout=2000")
+        conn.execute("PRAGMA foreign_keys=ON")
+        if not self._ready:
+            conn.executescript(SCHEMA)
+            self._ready = True
+        return conn
+
+    def log_query(self, query: str, band: str, faq_id: str | None, candidates: list[str], confidence: float) -> int | None:
+        """Store one masked query; returns its id, or None if it could not be stored."""
+        try:
+            with self._lock, closing(self._connect()) as conn:
+                cur = conn.execute(
+                    "INSERT INTO query_log (ts, query, band, faq_id, candidates, confidence) VALUES (?, ?, ?, ?, ?, ?)",
+                    (_now(), mask_personal_data(query)[:2000], band, faq_id, json.dumps(candidates), round(confidence, 4)),
+                )
+                return int(cur.lastrowid)
+        except (sqlite3.Error, OSError) as exc:
+            log.warning("query log unavailable, answer given without logging: %s", exc)
+            return None
+
+    def add_feedback(self, faq_id: str, helpful: bool, comment: str | None = None, query_id: int | None = None) -> int | None:
+        comment = mask_personal_data(comment)[:MAX_COMMENT_CHARS] if comment else None
+        try:
+            with self._lock, closing(self._connect()) as conn:
+                if query_id is not None and not conn.execute("SELECT 1 FROM query_log WHERE id = ?", (query_id,)).fetchone():
+                    query_id = None
+                cur = conn.execute(
+                    "INSERT INTO feedback (ts, faq_id, helpful, comment, query_id) VALUES (?, ?, ?, ?, ?)",
+                    (_now(), faq_id, int(helpful), comment, query_id),
+                )
+                return int(cur.lastrowid)
+        except (sqlite3.Error, OSError) as exc:
+            log.warning("feedback not stored: %s", exc)
+            return None
+
+    def purge(self, now: dt.datetime | None = None) -> int:
+        """Delete rows older than the retention period; returns how many query rows went."""
+        now = now or dt.datetime.now(dt.timezone.utc)
+        cutoff = (now - dt.timedelta(days=self.retention_days)).isoformat(timespec="seconds")
+        try:
+            with self._lock, closing(self._connect()) as conn:
+                conn.execute("DELETE FROM feedback WHERE ts < ?", (cutoff,))
+                return conn.execute("DELETE FROM query_log WHERE ts < ?", (cutoff,)).rowcount
+        except (sqlite3.Error, OSError) as exc:
+            log.warning("could not purge old records: %s", exc)
+            return 0
+
+    def rows(self, table: str) -> list[dict]:
+        if table not in ("query_log", "feedback"):
+            raise ValueError(table)
+        with self._lock, closing(self._connect()) as conn:
+            conn.row_factory = sqlite3.Row
+            return [dict(r) for r in conn.execute(f"SELECT * FROM {table} ORDER BY id")]  # noqa: S608 - fixed names
