@@ -7,11 +7,12 @@ Compared after NFKC with all whitespace removed.
 
 from __future__ import annotations
 
-import json
 import re
 import unicodedata
 from collections import defaultdict
 from pathlib import Path
+
+from index.retrieval_bench import read_jsonl
 
 from .dialogue import Bot, Reply
 
@@ -26,19 +27,8 @@ def holds_facts(answer: str, expect: list[list[str]]) -> bool:
 
 
 def read_items(path: Path) -> list[dict]:
-    items = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}:{number}: not JSON: {exc.msg}") from None
-        for key in ("id", "query", "expect", "kind"):
-            if key not in item:
-                raise ValueError(f"{path}:{number}: {key}: field required")
-        items.append(item)
-    return items
+    """Evaluation questions; a broken line is reported as `path:line: field: message`."""
+    return read_jsonl(path, ("id", "query", "expect", "kind"))
 
 
 def item_record(item: dict, reply: Reply) -> dict:

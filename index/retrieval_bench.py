@@ -29,7 +29,7 @@ def read_jsonl(path: Path, required: tuple[str, ...]) -> list[dict]:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
             raise ValueError(f"{path}:{number}: not JSON: {exc.msg}") from None
-        missing = [k for k in required if not row.get(k)]
+        missing = [k for k in required if row.get(k) in (None, "")]
         if missing:
             raise ValueError(f"{path}:{number}: {missing[0]}: field required")
         rows.append(row)
