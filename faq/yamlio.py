@@ -17,7 +17,10 @@ import yaml
 Path_ = tuple[str | int, ...]
 
 
-class ContentLoader(yaml.SafeLoader):
+_Base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's parser when available: ~5x faster
+
+
+class ContentLoader(_Base):
     """SafeLoader without YAML 1.1 surprises.
 
     - Dates stay strings so pydantic reports a bad date against its field
@@ -32,7 +35,7 @@ ContentLoader.yaml_implicit_resolvers = {
         for tag, regexp in resolvers
         if tag not in ("tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
     ]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    for first, resolvers in _Base.yaml_implicit_resolvers.items()
 }
 ContentLoader.add_implicit_resolver(
     "tag:yaml.org,2002:int",

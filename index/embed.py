@@ -64,7 +64,14 @@ class Embedder:
                 raise ValueError("the onnx runtime needs a local model directory")
             from .onnx_runtime import OnnxEncoder, export_onnx
 
-            export_onnx(Path(source), self.fingerprint)
+            from .onnx_runtime import export_is_current
+
+            if not export_is_current(Path(source), self.fingerprint):
+                from tqdm import tqdm
+
+                with tqdm(total=1, desc="model preparation (ONNX export)", disable=not progress, unit="step") as bar:
+                    export_onnx(Path(source), self.fingerprint)
+                    bar.update()
             self._onnx = OnnxEncoder(Path(source), threads)
             prompts = _read_prompts(Path(source))
             self.dimension = self._onnx.dimension
