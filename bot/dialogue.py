@@ -71,7 +71,7 @@ class Candidate:
 
 @dataclass(frozen=True)
 class Reply:
-    kind: str  # answer | candidates | fallback | smalltalk | refused
+    kind: str  # answer | contacts | clarify | candidates | fallback | smalltalk | refused
     answered: bool
     faq_id: str | None
     answer: str  # the full text a resident sees
@@ -310,7 +310,7 @@ class Bot:
             f"{place.prefecture}の行政相談の窓口は「{office.name}」です。",
             contact_line(office),
             "",
-            "電話での行政相談は、全国共通の次の番号でも受け付けています。",
+            "全国共通の次の窓口でも受け付けています。",
             *(contact_line(c) for c in self.consultation_contacts() if c.id != office.id),
         ]
         return Reply(
