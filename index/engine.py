@@ -311,15 +311,17 @@ class SearchEngine:
             fused = self.config.dense_weight * den + self.config.lexical_weight * lex_norm
         if prefer:
             fused = fused + prefer_bonus * self._mask(prefer)
-        if only is not None:
-            fused = np.where(self._mask(only) > 0, fused, -np.inf)
-        order = [i for i in np.argsort(-fused, kind="stable")[:k] if np.isfinite(fused[i])]
+        allowed = self._mask(only) if only is not None else None
+        if allowed is not None:
+            fused = np.where(allowed > 0, fused, -np.inf)
+        order = [
+            i for i in np.argsort(-fused, kind="stable")[:k] if np.isfinite(fused[i]) and (mode != "lexical" or lex[i] > 0)
+        ]
         hits = [
             SearchHit(self.faq_ids[i], float(fused[i]), float(den[i]), float(lex[i]), rank + 1)
             for rank, i in enumerate(order)
-            if mode != "lexical" or lex[i] > 0
         ]
-        features = self._features(text, hits, order, lex_norm, den, self._mask(only) if only is not None else None)
+        features = self._features(text, hits, order, lex_norm, den, allowed)
         confidence = self._confidence(features, mode)
         latin = features.get("japanese_share", 1.0) == 0.0
         answer_threshold = self.config.latin_answer_threshold if latin else self.config.answer_threshold
