@@ -1,45 +1,109 @@
-"""The minimal service: health, one FAQ as JSON, the list of FAQs by field."""
+"""The web service in-process: JSON API, pages without JavaScript, errors.
+
+The bot is injected (hashing embedder), so these tests need no model."""
 
 import pytest
 from fastapi.testclient import TestClient
 
+from bot.dialogue import Bot
+from bot.records import RecordStore
 from bot.settings import Settings
+from index.engine import SearchConfig, SearchEngine
+from index.tokenize import JapaneseTokenizer
+from tests.fakes import HashingEmbedder
 from web.app import create_app
 
 
 @pytest.fixture(scope="module")
-def client():
-    return TestClient(create_app(Settings()))
+def bot(shipped, tmp_path_factory):
+    kb = shipped.kb
+    engine = SearchEngine(kb, HashingEmbedder(), JapaneseTokenizer([(g.canonical, g.variants) for g in kb.synonyms]), SearchConfig()).build()
+    return Bot(engine, records=RecordStore(tmp_path_factory.mktemp("records") / "g.sqlite3"))
 
 
-def test_healthz(client):
+@pytest.fixture(scope="module")
+def client(bot, tmp_path_factory):
+    return TestClient(create_app(Settings(data_dir=tmp_path_factory.mktemp("var")), bot=bot))
+
+
+def test_health_and_readiness(client):
     assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/readyz").status_code == 200
 
 
-def test_faq_by_id_with_contacts_and_source(client, shipped):
+def test_ask_returns_the_structured_reply(client):
+    body = client.post("/api/ask", json={"query": "鹿児島の相談窓口"}).json()
+    assert body["kind"] == "contacts" and body["answered"] and "099(223)1100" in body["answer"]
+    assert body["session_id"]
+
+
+def test_session_carries_the_place_into_the_fallback(client):
+    first = client.post("/api/ask", json={"query": "函館に住んでいます"}).json()
+    second = client.post("/api/ask", json={"query": "ｊｋｌｓｄｆ", "session_id": first["session_id"]}).json()
+    assert second["session_id"] == first["session_id"]
+    if second["kind"] == "fallback":
+        assert "きくみみ函館" in second["answer"]
+
+
+def test_invalid_input_is_a_422_in_japanese(client):
+    for body in ({"query": ""}, {"query": "あ" * 501}, {"q": "x"}, {"query": "x", "extra": 1}):
+        response = client.post("/api/ask", json=body)
+        assert response.status_code == 422 and "入力が正しくありません" in response.json()["detail"]
+
+
+def test_an_over_long_body_is_a_413(client):
+    response = client.post("/api/ask", content=b"{" + b" " * 20000 + b"}", headers={"content-type": "application/json"})
+    assert response.status_code == 413 and "大きすぎます" in response.json()["detail"]
+
+
+def test_faqs_and_scenarios(client, shipped):
     faq = next(f for f in shipped.kb.faqs if f.contacts)
-    body = client.get(f"/api/faq/{faq.id}").json()
-    assert body["faq"]["id"] == faq.id
-    assert body["faq"]["answer"] == faq.answer
-    assert [c["id"] for c in body["contacts"]] == faq.contacts
-    assert body["document_title"]
+    body = client.get(f"/api/faqs/{faq.id}").json()
+    assert body["id"] == faq.id and body["answer"] == faq.answer and body["document_title"]
+    assert [c["id"] for c in body["contact_details"]] == faq.contacts
+    assert client.get("/api/faqs/no-such-faq").status_code == 404
+    top = client.get("/api/scenarios").json()
+    assert [c["title"] for c in top["children"]] == [n.title for n in shipped.kb.tree]
+    node = client.get(f"/api/scenarios/{top['children'][0]['id']}").json()
+    assert node["breadcrumbs"][-1]["id"] == top["children"][0]["id"]
+    response = client.get("/api/scenarios/nope")
+    assert response.status_code == 404 and "見つかりません" in response.json()["detail"]
 
 
-def test_unknown_faq_is_a_404_in_japanese(client):
-    response = client.get("/api/faq/no-such-faq")
-    assert response.status_code == 404
-    assert "見つかりません" in response.json()["detail"]
+def test_feedback_is_stored_masked(client, bot):
+    reply = client.post("/api/ask", json={"query": "地域おこし協力隊の任期"}).json()
+    faq_id = reply["faq_id"] or reply["candidates"][0]["faq_id"]
+    response = client.post("/api/feedback", json={"faq_id": faq_id, "helpful": False, "comment": "電話 03-1234-5678 につながらない", "query_id": reply["query_id"]})
+    assert response.json()["stored"] is True
+    assert "03-1234-5678" not in bot.records.rows("feedback")[-1]["comment"]
+    assert client.post("/api/feedback", json={"faq_id": "no-such-faq", "helpful": True}).status_code == 404
 
 
-def test_list_page_groups_faqs_by_field(client, shipped):
+def test_the_page_works_without_javascript(client, shipped):
     page = client.get("/")
-    assert page.status_code == 200 and 'lang="ja"' in page.text
+    assert page.status_code == 200 and 'lang="ja"' in page.text and 'aria-live="polite"' in page.text
     for node in shipped.kb.tree:
         assert node.title in page.text
-    assert page.text.count("<li>") == len(shipped.kb.faqs)
+    answered = client.get("/", params={"q": "きくみみ 沖縄"})
+    assert "098(867)1100" in answered.text
+    posted = client.post("/", data={"q": "きくみみ 沖縄"})
+    assert "098(867)1100" in posted.text
+    drilled = client.get("/", params={"node": "people-kyoryokutai"})
+    assert "地域おこし協力隊" in drilled.text and "戻る" in drilled.text
 
 
-def test_broken_content_does_not_take_the_service_down(tmp_path):
+def test_markup_in_a_query_is_shown_as_text(client):
+    page = client.get("/", params={"q": "<script>alert(1)</script>"})
+    assert "<script>alert(1)</script>" not in page.text and "&lt;script&gt;" in page.text
+
+
+def test_openapi_documents_every_route(client):
+    paths = client.get("/openapi.json").json()["paths"]
+    for path in ("/api/ask", "/api/scenarios", "/api/scenarios/{node}", "/api/faqs/{faq_id}", "/api/feedback", "/healthz", "/readyz"):
+        assert path in paths
+
+
+def test_broken_content_does_not_take_the_service_down(tmp_path, bot):
     import shutil
 
     from faq.loader import CONTENT_DIR
@@ -47,6 +111,6 @@ def test_broken_content_does_not_take_the_service_down(tmp_path):
     content = tmp_path / "content"
     shutil.copytree(CONTENT_DIR, content)
     (content / "faqs" / "zz_broken.yaml").write_text("- id: [broken\n", encoding="utf-8")
-    client = TestClient(create_app(Settings(content_dir=content)))
+    client = TestClient(create_app(Settings(content_dir=content, data_dir=tmp_path), bot=bot))
     assert client.get("/healthz").status_code == 200
     assert client.get("/").status_code == 200

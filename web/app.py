@@ -1,62 +1,199 @@
-"""The FastAPI application. `create_app(settings)` builds an isolated app."""
+"""The FastAPI application. `create_app(settings)` builds an isolated app.
+
+The index and model load in a background thread at start-up: `/healthz`
+answers at once, `/readyz` once the bot is ready. Pages and the JSON API
+call the same `Bot.reply` as the command line.
+"""
 
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 
-from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import HTMLResponse
+from fastapi import FastAPI, Form, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
-from pydantic import BaseModel
+from jinja2 import ChoiceLoader, FileSystemLoader
 
+from bot.dialogue import Bot
+from bot.scenario import scenario_view
 from bot.settings import Settings, get_settings
-from faq.loader import iter_tree, load_knowledge_base
+from faq.loader import load_knowledge_base
 from faq.schema import FAQ, Contact
 
+from .models import (
+    AskRequest,
+    AskResponse,
+    ErrorResponse,
+    FeedbackRequest,
+    FeedbackResponse,
+    Health,
+    ScenarioPublic,
+)
+
 log = logging.getLogger("govfaq.web")
-TEMPLATES = Path(__file__).resolve().parent / "templates"
+HERE = Path(__file__).resolve().parent
+MAX_BODY_BYTES = 16 * 1024
+SESSION_COOKIE = "govfaq_session"
 
 
-class FaqPublic(BaseModel):
-    faq: FAQ
-    contacts: list[Contact]
-    document_title: str
+class FaqPublic(FAQ):
+    """One FAQ with what a page needs beside it."""
+
+    contact_details: list[Contact] = []
+    document_title: str = ""
 
 
-def create_app(settings: Settings) -> FastAPI:
+class _State:
+    def __init__(self) -> None:
+        self.bot: Bot | None = None
+        self.error: str | None = None
+
+
+def create_app(settings: Settings, bot: Bot | None = None) -> FastAPI:
     result = load_knowledge_base(settings.content_dir, settings.sources_dir)
     for problem in result.problems:
         # A broken file is reported, never fatal: the valid entries still serve.
         log.warning("content problem: %s", problem)
-    kb = result.kb
-    app = FastAPI(title="govfaq", description="国・地方共通相談チャットボット型 FAQ サービス")
+    kb = bot.kb if bot is not None else result.kb
+    state = _State()
+    state.bot = bot
+
+    app = FastAPI(title="govfaq", description="国・地方共通相談チャットボット型 FAQ サービスの API", version="0.1.0")
     app.state.kb = kb
-    templates = Jinja2Templates(directory=str(TEMPLATES))
+    app.state.runtime = state
+    templates = Jinja2Templates(env=None, directory=str(HERE / "templates"))
+    # Operators override a template by putting one of the same name in GOVFAQ_DATA_DIR/templates.
+    templates.env.loader = ChoiceLoader(
+        [FileSystemLoader(str(settings.data_dir / "templates")), FileSystemLoader(str(HERE / "templates"))]
+    )
+    app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
 
-    @app.get("/healthz")
-    def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    if bot is None:
 
-    @app.get("/api/faq/{faq_id}", response_model=FaqPublic)
-    def get_faq(faq_id: str) -> FaqPublic:
+        def load() -> None:
+            try:
+                from bot.runtime import load_bot
+
+                state.bot = load_bot(settings)
+                log.info("index loaded: %d FAQs", len(state.bot.kb.faqs))
+            except Exception as exc:  # noqa: BLE001 - reported on /readyz, the process stays up
+                log.exception("could not load the index")
+                state.error = f"{type(exc).__name__}: {exc}"
+
+        threading.Thread(target=load, name="govfaq-load", daemon=True).start()
+
+    def ready_bot() -> Bot:
+        if state.bot is None:
+            raise HTTPException(status_code=503, detail="ただいま準備中です。しばらくしてからもう一度お試しください。")
+        return state.bot
+
+    @app.middleware("http")
+    async def limit_body(request: Request, call_next):
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > MAX_BODY_BYTES:
+            return JSONResponse(status_code=413, content={"detail": "送信された内容が大きすぎます。"})
+        return await call_next(request)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        return JSONResponse(status_code=422, content={"detail": f"入力が正しくありません（{where}: {first.get('msg', '')}）。"})
+
+    errors = {404: {"model": ErrorResponse}, 413: {"model": ErrorResponse}, 422: {"model": ErrorResponse}, 503: {"model": ErrorResponse}}
+
+    @app.get("/healthz", response_model=Health)
+    def healthz() -> Health:
+        return Health(status="ok")
+
+    @app.get("/readyz", response_model=Health, responses={503: {"model": ErrorResponse}})
+    def readyz() -> JSONResponse | Health:
+        if state.bot is not None:
+            return Health(status="ready")
+        detail = "準備中です。" if state.error is None else f"索引を読み込めませんでした: {state.error}"
+        return JSONResponse(status_code=503, content={"detail": detail})
+
+    @app.post("/api/ask", response_model=AskResponse, responses=errors)
+    def ask(body: AskRequest) -> AskResponse:
+        bot = ready_bot()
+        session = bot.sessions.get(body.session_id)
+        return AskResponse.model_validate(bot.reply(body.query, session).to_dict())
+
+    @app.get("/api/scenarios", response_model=ScenarioPublic)
+    def scenarios() -> ScenarioPublic:
+        return ScenarioPublic.model_validate(scenario_view(kb).__dict__)
+
+    @app.get("/api/scenarios/{node}", response_model=ScenarioPublic, responses=errors)
+    def scenario(node: str) -> ScenarioPublic:
+        view = scenario_view(kb, node)
+        if view is None:
+            raise HTTPException(status_code=404, detail=f"分野「{node}」は見つかりません。")
+        return ScenarioPublic.model_validate(view.__dict__)
+
+    def faq_public(faq_id: str) -> FaqPublic:
         faq = kb.get(faq_id)
         if faq is None:
             raise HTTPException(status_code=404, detail=f"FAQ「{faq_id}」は見つかりません。")
         return FaqPublic(
-            faq=faq,
-            contacts=[kb.contacts[c] for c in faq.contacts if c in kb.contacts],
+            **faq.model_dump(),
+            contact_details=[kb.contacts[c] for c in faq.contacts if c in kb.contacts],
             document_title=kb.document_title(faq.source.document),
         )
 
+    @app.get("/api/faqs/{faq_id}", response_model=FaqPublic, responses=errors)
+    def get_faq(faq_id: str) -> FaqPublic:
+        return faq_public(faq_id)
+
+    @app.get("/api/faq/{faq_id}", response_model=FaqPublic, responses=errors, include_in_schema=False)
+    def get_faq_legacy(faq_id: str) -> FaqPublic:
+        return faq_public(faq_id)
+
+    @app.post("/api/feedback", response_model=FeedbackResponse, responses=errors)
+    def feedback(body: FeedbackRequest) -> FeedbackResponse:
+        bot = ready_bot()
+        if kb.get(body.faq_id) is None:
+            raise HTTPException(status_code=404, detail=f"FAQ「{body.faq_id}」は見つかりません。")
+        stored = bot.records.add_feedback(body.faq_id, body.helpful, body.comment, body.query_id) if bot.records else None
+        if stored:
+            return FeedbackResponse(stored=True, message="ご意見ありがとうございました。")
+        return FeedbackResponse(stored=False, message="ご意見を記録できませんでした。")
+
+    def render_chat(request: Request, q: str | None, node: str | None) -> HTMLResponse:
+        view = scenario_view(kb, node) or scenario_view(kb)
+        reply = None
+        session_id = request.cookies.get(SESSION_COOKIE)
+        if q is not None:
+            bot = state.bot
+            if bot is None:
+                reply = {"kind": "fallback", "answer": "ただいま準備中です。しばらくしてからもう一度お試しください。"}
+            else:
+                session = bot.sessions.get(session_id)
+                session_id = session.id
+                reply = bot.reply(q[:2000], session).to_dict()
+        response = templates.TemplateResponse(
+            request, "chat.html", {"view": view, "q": q, "reply": reply, "faq_count": len(kb.faqs)}
+        )
+        if session_id:
+            response.set_cookie(SESSION_COOKIE, session_id, httponly=True, samesite="lax", max_age=settings.session_ttl_seconds)
+        return response
+
     @app.get("/", response_class=HTMLResponse)
-    def index(request: Request) -> HTMLResponse:
-        groups = []
-        for titles, _node in iter_tree(kb.tree):
-            faqs = [f for f in kb.faqs if tuple(f.category) == titles]
-            if faqs:
-                groups.append((" > ".join(titles), faqs))
-        return templates.TemplateResponse(request, "faq_list.html", {"groups": groups, "count": len(kb.faqs)})
+    def index(request: Request, q: str | None = None, node: str | None = None) -> HTMLResponse:
+        return render_chat(request, q, node)
+
+    @app.post("/", response_class=HTMLResponse)
+    def index_post(request: Request, q: str = Form("")) -> HTMLResponse:
+        return render_chat(request, q, None)
+
+    @app.get("/faqs/{faq_id}", response_class=HTMLResponse)
+    def faq_page(request: Request, faq_id: str) -> HTMLResponse:
+        faq = faq_public(faq_id)
+        card = state.bot.answer_reply(kb.get(faq_id), None, 1.0, "answer").to_dict() if state.bot else None
+        return templates.TemplateResponse(request, "faq.html", {"faq": faq, "card": card})
 
     return app
 

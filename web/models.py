@@ -1,0 +1,77 @@
+"""Wire models of the JSON API: role-split, strict, with limits on the fields."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from bot.dialogue import MAX_QUERY_CHARS
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AskRequest(Strict):
+    query: str = Field(min_length=1, max_length=MAX_QUERY_CHARS, description="What the resident typed")
+    session_id: str | None = Field(None, max_length=64, description="From the previous reply, for follow-ups")
+
+
+class CandidatePublic(BaseModel):
+    faq_id: str
+    question: str
+    answer: str
+    score: float
+
+
+class AskResponse(BaseModel):
+    kind: str = Field(description="answer | contacts | clarify | candidates | fallback | smalltalk | refused")
+    answered: bool
+    faq_id: str | None
+    answer: str = Field(description="The full text a resident sees")
+    band: str
+    confidence: float
+    message: str = ""
+    candidates: list[CandidatePublic] = []
+    contacts: list[dict] = []
+    deadlines: list[dict] = []
+    sources: list[dict] = []
+    related: list[dict] = []
+    choices: list[dict] = []
+    session_id: str | None = None
+    query_id: int | None = None
+
+
+class FeedbackRequest(Strict):
+    faq_id: str = Field(min_length=1, max_length=80, pattern=r"^[a-z0-9][a-z0-9-]*$")
+    helpful: bool = Field(description="役に立った (true) / 役に立たなかった (false)")
+    comment: str | None = Field(None, max_length=1000)
+    query_id: int | None = Field(None, ge=1)
+
+
+class FeedbackResponse(BaseModel):
+    stored: bool
+    message: str
+
+
+class ScenarioChild(BaseModel):
+    id: str
+    title: str
+    description: str | None = None
+    faqs: int
+
+
+class ScenarioPublic(BaseModel):
+    node_id: str
+    title: str
+    breadcrumbs: list[dict]
+    parent_id: str | None
+    children: list[ScenarioChild]
+    faqs: list[dict]
+
+
+class Health(BaseModel):
+    status: str
+
+
+class ErrorResponse(BaseModel):
+    detail: str
