@@ -114,3 +114,27 @@ def test_broken_content_does_not_take_the_service_down(tmp_path, bot):
     client = TestClient(create_app(Settings(content_dir=content, data_dir=tmp_path), bot=bot))
     assert client.get("/healthz").status_code == 200
     assert client.get("/").status_code == 200
+
+
+def test_counter_search_gives_ten_ranked_faqs_with_matches(client, shipped):
+    body = client.get("/api/search", params={"q": "協力隊 任期"}).json()
+    assert 1 <= len(body["hits"]) <= 10 and 0 <= body["confidence"] <= 1
+    assert any("任期" in h["matched_terms"] for h in body["hits"])
+    first = body["hits"][0]
+    assert first["document_title"] and first["section"] and first["updated"]
+    field = shipped.kb.tree[4].title
+    filtered = client.get("/api/search", params={"q": "相談", "field": field}).json()
+    assert filtered["hits"] and all(h["category"][0] == field for h in filtered["hits"])
+    assert client.get("/api/search", params={"q": ""}).status_code == 422
+
+
+def test_counter_contacts_by_prefecture_or_city(client):
+    body = client.get("/api/contacts", params={"place": "旭川市"}).json()
+    assert body["prefecture"] == "北海道" and body["offices"][0]["name"] == "きくみみ旭川"
+    assert len(client.get("/api/contacts").json()["offices"]) == 50
+    assert client.get("/api/contacts", params={"place": "アトランティス"}).json()["offices"] == []
+
+
+def test_counter_page_is_keyboard_first(client):
+    page = client.get("/counter").text
+    assert 'role="search"' in page and "/static/counter.js" in page and "↑↓" in page

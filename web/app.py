@@ -11,7 +11,7 @@ import logging
 import threading
 from pathlib import Path
 
-from fastapi import FastAPI, Form, HTTPException, Request
+from fastapi import FastAPI, Form, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
@@ -29,9 +29,12 @@ from .models import (
     AskResponse,
     ErrorResponse,
     FeedbackRequest,
+    ContactsResponse,
     FeedbackResponse,
     Health,
     ScenarioPublic,
+    SearchHitPublic,
+    SearchResponse,
 )
 
 log = logging.getLogger("govfaq.web")
@@ -188,6 +191,46 @@ def create_app(settings: Settings, bot: Bot | None = None) -> FastAPI:
     @app.post("/", response_class=HTMLResponse)
     def index_post(request: Request, q: str = Form("")) -> HTMLResponse:
         return render_chat(request, q, None)
+
+    @app.get("/api/search", response_model=SearchResponse, responses=errors)
+    def search(q: str = Query(min_length=1, max_length=500), field: str | None = Query(None, max_length=80)) -> SearchResponse:
+        """The counter's lookup: the top 10 FAQs with their confidence and the words that matched."""
+        bot = ready_bot()
+        only = {f.id for f in kb.faqs if f.category[0] == field} if field else None
+        result = bot.engine.search(q, k=10, only=only)
+        terms = [t for t in bot.engine.lexical.query_tokens(q) if not t.startswith(("##", "読:"))]
+        hits = []
+        for hit in result.hits:
+            faq = kb.get(hit.faq_id)
+            text = (faq.question + faq.answer).casefold()
+            hits.append(
+                SearchHitPublic(
+                    faq_id=faq.id, question=faq.question, answer=faq.answer, category=faq.category, program=faq.program,
+                    score=round(hit.score, 4), matched_terms=[t for t in dict.fromkeys(terms) if t in text],
+                    document_title=kb.document_title(faq.source.document), section=faq.source.section,
+                    updated=faq.updated.isoformat(),
+                )
+            )
+        return SearchResponse(query=q, confidence=round(result.confidence, 4), band=result.band, hits=hits)
+
+    @app.get("/api/contacts", response_model=ContactsResponse)
+    def contacts(place: str = Query("", max_length=80)) -> ContactsResponse:
+        """The きくみみ office for a prefecture or city; every office when no place is given."""
+        places = ready_bot().places
+        found = places.find(place) if place else None
+        if found:
+            offices = [places.office(found)] if places.office(found) else []
+        else:
+            offices = [] if place else list(places.offices.values())
+        return ContactsResponse(
+            place=found.name if found else None,
+            prefecture=found.prefecture if found else None,
+            offices=[o.model_dump(exclude_none=True) for o in offices],
+        )
+
+    @app.get("/counter", response_class=HTMLResponse)
+    def counter(request: Request) -> HTMLResponse:
+        return templates.TemplateResponse(request, "counter.html", {"fields": [n.title for n in kb.tree]})
 
     @app.get("/faqs/{faq_id}", response_class=HTMLResponse)
     def faq_page(request: Request, faq_id: str) -> HTMLResponse:

@@ -75,3 +75,29 @@ class Health(BaseModel):
 
 class ErrorResponse(BaseModel):
     detail: str
+
+
+class SearchHitPublic(BaseModel):
+    faq_id: str
+    question: str
+    answer: str
+    category: list[str]
+    program: str | None
+    score: float
+    matched_terms: list[str] = Field(description="Query words found in this FAQ, for highlighting")
+    document_title: str
+    section: str
+    updated: str
+
+
+class SearchResponse(BaseModel):
+    query: str
+    confidence: float
+    band: str
+    hits: list[SearchHitPublic]
+
+
+class ContactsResponse(BaseModel):
+    place: str | None
+    prefecture: str | None
+    offices: list[dict]
