@@ -106,9 +106,57 @@ class RecordStore:
             log.warning("could not purge old records: %s", exc)
             return 0
 
+    def insights(self, days: int = 30) -> dict:
+        """What staff need to improve the FAQ: unanswered and unhelpful queries, the most
+        asked FAQs, and the answer rate by day."""
+        since = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=days)).isoformat(timespec="seconds")
+        try:
+            with self._lock, closing(self._connect()) as conn:
+                conn.row_factory = sqlite3.Row
+                unanswered = [r["query"] for r in conn.execute(
+                    "SELECT query FROM query_log WHERE ts >= ? AND band IN ('fallback', 'candidates', 'clarify') ORDER BY id DESC LIMIT 500",
+                    (since,))]
+                unhelpful = [dict(r) for r in conn.execute(
+                    "SELECT f.faq_id, f.comment, q.query FROM feedback f LEFT JOIN query_log q ON q.id = f.query_id "
+                    "WHERE f.ts >= ? AND f.helpful = 0 ORDER BY f.id DESC LIMIT 500", (since,))]
+                top = [dict(r) for r in conn.execute(
+                    "SELECT faq_id, COUNT(*) AS n FROM query_log WHERE ts >= ? AND faq_id IS NOT NULL "
+                    "GROUP BY faq_id ORDER BY n DESC LIMIT 20", (since,))]
+                by_day = [dict(r) for r in conn.execute(
+                    "SELECT substr(ts, 1, 10) AS day, COUNT(*) AS asked, "
+                    "SUM(CASE WHEN band IN ('answer', 'contacts') THEN 1 ELSE 0 END) AS answered "
+                    "FROM query_log WHERE ts >= ? AND band NOT IN ('smalltalk', 'refused') GROUP BY day ORDER BY day", (since,))]
+        except (sqlite3.Error, OSError) as exc:
+            log.warning("insights unavailable: %s", exc)
+            return {"unanswered": [], "unhelpful": [], "top": [], "by_day": [], "error": str(exc)}
+        return {"unanswered": group_similar(unanswered + [u["query"] for u in unhelpful if u["query"]]),
+                "unhelpful": unhelpful, "top": top, "by_day": by_day}
+
     def rows(self, table: str) -> list[dict]:
         if table not in ("query_log", "feedback"):
             raise ValueError(table)
         with self._lock, closing(self._connect()) as conn:
             conn.row_factory = sqlite3.Row
             return [dict(r) for r in conn.execute(f"SELECT * FROM {table} ORDER BY id")]  # noqa: S608 - fixed names
+
+
+def _bigrams(text: str) -> set[str]:
+    text = "".join(text.split())
+    return {text[i : i + 2] for i in range(max(1, len(text) - 1))}
+
+
+def group_similar(queries: list[str], threshold: float = 0.6) -> list[dict]:
+    """Group queries whose character bigrams overlap (overlap coefficient ≥ threshold: the share of
+    the shorter query's bigrams found in the group's first query); biggest groups first."""
+    groups: list[dict] = []
+    for query in queries:
+        grams = _bigrams(query)
+        for group in groups:
+            inter = len(grams & group["grams"])
+            if inter and inter / min(len(grams), len(group["grams"])) >= threshold:
+                group["queries"].append(query)
+                break
+        else:
+            groups.append({"grams": grams, "queries": [query]})
+    out = [{"example": g["queries"][0], "count": len(g["queries"]), "queries": g["queries"][:10]} for g in groups]
+    return sorted(out, key=lambda g: -g["count"])

@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from faq.loader import CONTENT_DIR
@@ -48,8 +48,21 @@ class Settings(BaseSettings):
     log_retention_days: int = Field(180, ge=1, description="Days the masked query log and feedback are kept")
     session_ttl_seconds: int = Field(1800, ge=60, description="A conversation without activity for this long is forgotten")
     max_sessions: int = Field(10_000, ge=1, description="Conversations kept in memory at once (oldest dropped first)")
+    staff_token: SecretStr | None = Field(
+        None, description="Password for the staff pages (/staff); the staff pages are off when unset. At least 12 characters."
+    )
+    staff_session_seconds: int = Field(8 * 3600, ge=60, description="A staff login lasts this long")
     host: str = Field("127.0.0.1", description="Address `govfaq serve` listens on")
     port: int = Field(8000, ge=1, le=65535, description="Port `govfaq serve` listens on")
+
+
+    @field_validator("staff_token")
+    @classmethod
+    def _strong_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        # Refuse an unsafe value at start-up rather than run with it.
+        if value is not None and len(value.get_secret_value()) < 12:
+            raise ValueError("GOVFAQ_STAFF_TOKEN must have at least 12 characters (or be unset to turn the staff pages off)")
+        return value
 
 
 @lru_cache

@@ -66,8 +66,11 @@ def create_app(settings: Settings, bot: Bot | None = None) -> FastAPI:
     state.bot = bot
 
     app = FastAPI(title="govfaq", description="国・地方共通相談チャットボット型 FAQ サービスの API", version="0.1.0")
-    app.state.kb = kb
     app.state.runtime = state
+
+    def kb_now():
+        """The knowledge base being served: a staff reload swaps it with the bot."""
+        return state.bot.kb if state.bot is not None else kb
     templates = Jinja2Templates(env=None, directory=str(HERE / "templates"))
     # Operators override a template by putting one of the same name in GOVFAQ_DATA_DIR/templates.
     templates.env.loader = ChoiceLoader(
@@ -128,23 +131,24 @@ def create_app(settings: Settings, bot: Bot | None = None) -> FastAPI:
 
     @app.get("/api/scenarios", response_model=ScenarioPublic)
     def scenarios() -> ScenarioPublic:
-        return ScenarioPublic.model_validate(scenario_view(kb).__dict__)
+        return ScenarioPublic.model_validate(scenario_view(kb_now()).__dict__)
 
     @app.get("/api/scenarios/{node}", response_model=ScenarioPublic, responses=errors)
     def scenario(node: str) -> ScenarioPublic:
-        view = scenario_view(kb, node)
+        view = scenario_view(kb_now(), node)
         if view is None:
             raise HTTPException(status_code=404, detail=f"分野「{node}」は見つかりません。")
         return ScenarioPublic.model_validate(view.__dict__)
 
     def faq_public(faq_id: str) -> FaqPublic:
-        faq = kb.get(faq_id)
+        current = kb_now()
+        faq = current.get(faq_id)
         if faq is None:
             raise HTTPException(status_code=404, detail=f"FAQ「{faq_id}」は見つかりません。")
         return FaqPublic(
             **faq.model_dump(),
-            contact_details=[kb.contacts[c] for c in faq.contacts if c in kb.contacts],
-            document_title=kb.document_title(faq.source.document),
+            contact_details=[current.contacts[c] for c in faq.contacts if c in current.contacts],
+            document_title=current.document_title(faq.source.document),
         )
 
     @app.get("/api/faqs/{faq_id}", response_model=FaqPublic, responses=errors)
@@ -158,7 +162,7 @@ def create_app(settings: Settings, bot: Bot | None = None) -> FastAPI:
     @app.post("/api/feedback", response_model=FeedbackResponse, responses=errors)
     def feedback(body: FeedbackRequest) -> FeedbackResponse:
         bot = ready_bot()
-        if kb.get(body.faq_id) is None:
+        if kb_now().get(body.faq_id) is None:
             raise HTTPException(status_code=404, detail=f"FAQ「{body.faq_id}」は見つかりません。")
         stored = bot.records.add_feedback(body.faq_id, body.helpful, body.comment, body.query_id) if bot.records else None
         if stored:
@@ -166,7 +170,7 @@ def create_app(settings: Settings, bot: Bot | None = None) -> FastAPI:
         return FeedbackResponse(stored=False, message="ご意見を記録できませんでした。")
 
     def render_chat(request: Request, q: str | None, node: str | None) -> HTMLResponse:
-        view = scenario_view(kb, node) or scenario_view(kb)
+        view = scenario_view(kb_now(), node) or scenario_view(kb_now())
         reply = None
         session_id = request.cookies.get(SESSION_COOKIE)
         if q is not None:
@@ -178,7 +182,7 @@ def create_app(settings: Settings, bot: Bot | None = None) -> FastAPI:
                 session_id = session.id
                 reply = bot.reply(q[:2000], session).to_dict()
         response = templates.TemplateResponse(
-            request, "chat.html", {"view": view, "q": q, "reply": reply, "faq_count": len(kb.faqs)}
+            request, "chat.html", {"view": view, "q": q, "reply": reply, "faq_count": len(kb_now().faqs)}
         )
         if session_id:
             response.set_cookie(SESSION_COOKIE, session_id, httponly=True, samesite="lax", max_age=settings.session_ttl_seconds)
@@ -196,18 +200,18 @@ def create_app(settings: Settings, bot: Bot | None = None) -> FastAPI:
     def search(q: str = Query(min_length=1, max_length=500), field: str | None = Query(None, max_length=80)) -> SearchResponse:
         """The counter's lookup: the top 10 FAQs with their confidence and the words that matched."""
         bot = ready_bot()
-        only = {f.id for f in kb.faqs if f.category[0] == field} if field else None
+        only = {f.id for f in kb_now().faqs if f.category[0] == field} if field else None
         result = bot.engine.search(q, k=10, only=only)
         terms = [t for t in bot.engine.lexical.query_tokens(q) if not t.startswith(("##", "読:"))]
         hits = []
         for hit in result.hits:
-            faq = kb.get(hit.faq_id)
+            faq = kb_now().get(hit.faq_id)
             text = (faq.question + faq.answer).casefold()
             hits.append(
                 SearchHitPublic(
                     faq_id=faq.id, question=faq.question, answer=faq.answer, category=faq.category, program=faq.program,
                     score=round(hit.score, 4), matched_terms=[t for t in dict.fromkeys(terms) if t in text],
-                    document_title=kb.document_title(faq.source.document), section=faq.source.section,
+                    document_title=kb_now().document_title(faq.source.document), section=faq.source.section,
                     updated=faq.updated.isoformat(),
                 )
             )
@@ -230,14 +234,17 @@ def create_app(settings: Settings, bot: Bot | None = None) -> FastAPI:
 
     @app.get("/counter", response_class=HTMLResponse)
     def counter(request: Request) -> HTMLResponse:
-        return templates.TemplateResponse(request, "counter.html", {"fields": [n.title for n in kb.tree]})
+        return templates.TemplateResponse(request, "counter.html", {"fields": [n.title for n in kb_now().tree]})
 
     @app.get("/faqs/{faq_id}", response_class=HTMLResponse)
     def faq_page(request: Request, faq_id: str) -> HTMLResponse:
         faq = faq_public(faq_id)
-        card = state.bot.answer_reply(kb.get(faq_id), None, 1.0, "answer").to_dict() if state.bot else None
+        card = state.bot.answer_reply(kb_now().get(faq_id), None, 1.0, "answer").to_dict() if state.bot else None
         return templates.TemplateResponse(request, "faq.html", {"faq": faq, "card": card})
 
+    from .staff import register_staff
+
+    register_staff(app, settings, state, templates)
     return app
 
 

@@ -1,0 +1,213 @@
+"""Staff pages (/staff): for the people who maintain the FAQ files.
+
+Off unless GOVFAQ_STAFF_TOKEN is set: every staff route then answers 404.
+The token is compared in constant time; a login lasts staff_session_seconds;
+every form carries a CSRF token tied to the login (and the login form a
+double-submit cookie). A reload rebuilds in the background and swaps the bot
+only when the new content has no problem and the index built: a failed
+reload keeps the old index serving and shows why.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+
+from fastapi import FastAPI, Form, HTTPException, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+log = logging.getLogger("govfaq.staff")
+COOKIE = "govfaq_staff"
+LOGIN_CSRF_COOKIE = "govfaq_login_csrf"
+
+
+@dataclass
+class ReloadStatus:
+    state: str = "idle"  # idle | running | done | failed
+    step: str = ""
+    errors: list[str] = field(default_factory=list)
+    finished: float | None = None
+
+
+class StaffSessions:
+    def __init__(self, ttl: float):
+        self.ttl = ttl
+        self._sessions: dict[str, tuple[float, str]] = {}  # id -> (expires, csrf)
+        self.failures = 0
+        self._lock = threading.Lock()
+
+    def create(self) -> tuple[str, str]:
+        sid, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+        with self._lock:
+            self._sessions[sid] = (time.monotonic() + self.ttl, csrf)
+        return sid, csrf
+
+    def csrf_for(self, sid: str | None) -> str | None:
+        with self._lock:
+            entry = self._sessions.get(sid or "")
+            if entry is None:
+                return None
+            if entry[0] < time.monotonic():
+                del self._sessions[sid]
+                return None
+            return entry[1]
+
+    def drop(self, sid: str | None) -> None:
+        with self._lock:
+            self._sessions.pop(sid or "", None)
+
+
+def svg_answer_rate(by_day: list[dict], width: int = 640, height: int = 160) -> str:
+    """Answer rate by day as an inline SVG bar chart: no script, no external service."""
+    if not by_day:
+        return ""
+    bar = max(4, (width - 40) // len(by_day))
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" role="img" width="{width}" height="{height + 30}" '
+             f'aria-label="日別の回答率">']
+    parts.append(f'<line x1="30" y1="{height}" x2="{width}" y2="{height}" stroke="#4a4a4a"/>')
+    for i, row in enumerate(by_day):
+        rate = (row["answered"] or 0) / row["asked"] if row["asked"] else 0.0
+        h = int(rate * (height - 10))
+        x = 32 + i * bar
+        label = f'{row["day"]}: {rate:.0%}（{row["answered"]}/{row["asked"]}）'
+        parts.append(f'<rect x="{x}" y="{height - h}" width="{bar - 2}" height="{h}" fill="#0b57a4"><title>{label}</title></rect>')
+    parts.append(f'<text x="30" y="{height + 20}" font-size="12">{by_day[0]["day"]}</text>')
+    parts.append(f'<text x="{width - 80}" y="{height + 20}" font-size="12">{by_day[-1]["day"]}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def register_staff(app: FastAPI, settings, state, templates) -> None:
+    token = settings.staff_token.get_secret_value() if settings.staff_token else None
+    sessions = StaffSessions(settings.staff_session_seconds)
+    status = ReloadStatus()
+    app.state.staff_status = status
+
+    def enabled() -> None:
+        if token is None:
+            raise HTTPException(status_code=404, detail="見つかりません。")
+
+    def logged_in(request: Request) -> tuple[str, str] | None:
+        sid = request.cookies.get(COOKIE)
+        csrf = sessions.csrf_for(sid)
+        return (sid, csrf) if csrf else None
+
+    def require(request: Request, csrf: str | None = None) -> tuple[str, str]:
+        enabled()
+        login = logged_in(request)
+        if login is None:
+            raise HTTPException(status_code=401, detail="ログインしてください。")
+        # Prevent cross-site form posts: the form must echo this login's token.
+        if csrf is not None and not hmac.compare_digest(csrf.encode(), login[1].encode()):
+            raise HTTPException(status_code=403, detail="フォームの有効期限が切れました。ページを開き直してください。")
+        return login
+
+    @app.get("/staff/login", response_class=HTMLResponse, include_in_schema=False)
+    def login_form(request: Request) -> Response:
+        enabled()
+        csrf = secrets.token_urlsafe(32)
+        response = templates.TemplateResponse(request, "staff_login.html", {"csrf": csrf, "error": None})
+        response.set_cookie(LOGIN_CSRF_COOKIE, csrf, httponly=True, samesite="strict")
+        return response
+
+    @app.post("/staff/login", response_class=HTMLResponse, include_in_schema=False)
+    def login(request: Request, password: str = Form(""), csrf: str = Form("")) -> Response:
+        enabled()
+        cookie = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+        csrf_ok = bool(cookie) and hmac.compare_digest(cookie.encode(), csrf.encode())
+        # Prevent timing attacks: compare the whole token in constant time.
+        if csrf_ok and hmac.compare_digest(password.encode(), token.encode()):
+            sessions.failures = 0
+            sid, _ = sessions.create()
+            response = RedirectResponse("/staff", status_code=303)
+            response.set_cookie(COOKIE, sid, httponly=True, samesite="strict", max_age=settings.staff_session_seconds)
+            response.delete_cookie(LOGIN_CSRF_COOKIE)
+            return response
+        sessions.failures += 1
+        time.sleep(min(2.0, 0.1 * sessions.failures))  # wrong tokens are slowed down
+        fresh = secrets.token_urlsafe(32)
+        response = templates.TemplateResponse(
+            request, "staff_login.html", {"csrf": fresh, "error": "パスワードが違います。"}, status_code=401
+        )
+        response.set_cookie(LOGIN_CSRF_COOKIE, fresh, httponly=True, samesite="strict")
+        return response
+
+    @app.post("/staff/logout", include_in_schema=False)
+    def logout(request: Request, csrf: str = Form("")) -> Response:
+        sid, _ = require(request, csrf)
+        sessions.drop(sid)
+        response = RedirectResponse("/staff/login", status_code=303)
+        response.delete_cookie(COOKIE)
+        return response
+
+    @app.get("/staff", response_class=HTMLResponse, include_in_schema=False)
+    def dashboard(request: Request) -> Response:
+        enabled()
+        login = logged_in(request)
+        if login is None:
+            return RedirectResponse("/staff/login", status_code=303)
+        from faq.loader import load_knowledge_base
+
+        check = load_knowledge_base(settings.content_dir, settings.sources_dir)
+        kb = state.bot.kb if state.bot else check.kb
+        by_field = [(node.title, len(kb.faqs_under((node.title,))), node.id) for node in kb.tree]
+        records = state.bot.records if state.bot else None
+        insights = records.insights() if records else {"unanswered": [], "unhelpful": [], "top": [], "by_day": []}
+        top = [(row["faq_id"], kb.get(row["faq_id"]).question if kb.get(row["faq_id"]) else row["faq_id"], row["n"]) for row in insights["top"]]
+        return templates.TemplateResponse(
+            request,
+            "staff.html",
+            {
+                "csrf": login[1], "problems": [str(p) for p in check.problems], "by_field": by_field,
+                "faq_count": len(kb.faqs), "insights": insights, "top": top,
+                "plot": svg_answer_rate(insights["by_day"]), "status": status,
+            },
+        )
+
+    @app.post("/staff/reload", include_in_schema=False)
+    def reload(request: Request, csrf: str = Form("")) -> Response:
+        require(request, csrf)
+        if status.state != "running":
+            status.state, status.step, status.errors, status.finished = "running", "内容を検証しています", [], None
+            threading.Thread(target=_reload, name="govfaq-reload", daemon=True).start()
+        return RedirectResponse("/staff", status_code=303)
+
+    def _reload() -> None:
+        from bot.dialogue import Bot
+        from bot.runtime import load_engine
+        from faq.loader import load_knowledge_base
+
+        try:
+            check = load_knowledge_base(settings.content_dir, settings.sources_dir)
+            if check.problems:
+                status.state, status.errors = "failed", [str(p) for p in check.problems]
+                status.step = "内容に問題があるため再読み込みを中止しました（現在の索引で回答を続けています）"
+                return
+            status.step = "索引を作成しています"
+            engine = load_engine(settings)
+            old = state.bot
+            state.bot = Bot(engine, records=old.records if old else None, sessions=old.sessions if old else None)
+            status.state, status.step = "done", f"再読み込みしました（{len(engine.kb.faqs)}件）"
+        except Exception as exc:  # noqa: BLE001 - a failed rebuild keeps the old index serving
+            log.exception("reload failed")
+            status.state, status.errors = "failed", [f"{type(exc).__name__}: {exc}"]
+            status.step = "索引の作成に失敗しました（現在の索引で回答を続けています）"
+        finally:
+            status.finished = time.time()
+
+    @app.get("/staff/export.csv", include_in_schema=False)
+    def export(request: Request) -> Response:
+        require(request)
+        from faq.govbot_csv import export_csv
+        from faq.loader import load_knowledge_base
+
+        kb = state.bot.kb if state.bot else load_knowledge_base(settings.content_dir, settings.sources_dir).kb
+        return Response(
+            export_csv(kb.faqs),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": 'attachment; filename="govbot_faq.csv"'},
+        )
