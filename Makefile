@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 OFFLINE := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1
 
 .DEFAULT_GOAL := help
-.PHONY: help install serve test test-fast check coverage index eval bench clean
+.PHONY: help install browser-deps serve test test-fast check coverage index eval bench clean
 
 help: ## list the tasks
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -32,10 +32,18 @@ serve: install ## install, build what is needed, and start the service on http:/
 	$(OFFLINE) $(BIN)/govfaq index build
 	$(OFFLINE) $(BIN)/govfaq serve --host 127.0.0.1 --port 8000
 
-test: install ## install and run the whole test suite (slow tests included), offline
+# The browser tests drive Debian's chromium (Playwright's own browser download does not work
+# here) with Japanese fonts, and inject axe-core from the npm registry.
+AXE_JS := .cache/axe/node_modules/axe-core/axe.min.js
+browser-deps: ## install chromium, Japanese fonts (apt) and axe-core (npm) for the browser tests
+	@if ! command -v chromium >/dev/null 2>&1 || ! dpkg -s fonts-noto-cjk >/dev/null 2>&1; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-cjk; fi
+	@test -f $(AXE_JS) || npm install --silent --no-audit --no-fund --prefix .cache/axe axe-core@4
+
+test: install browser-deps ## install and run the whole test suite (slow and browser tests included), offline
 	$(OFFLINE) $(BIN)/python -m pytest
 
-test-fast: install ## only the fast tests
+test-fast: install ## only the fast tests (no model, no browser)
 	$(OFFLINE) $(BIN)/python -m pytest -m "not slow"
 
 check: install ## validate the FAQ content
