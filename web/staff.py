@@ -65,7 +65,7 @@ def svg_answer_rate(by_day: list[dict], width: int = 640, height: int = 160) -> 
     """Answer rate by day as an inline SVG bar chart: no script, no external service."""
     if not by_day:
         return ""
-    bar = max(4, (width - 40) // len(by_day))
+    bar = max(4, min(40, (width - 40) // len(by_day)))
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" role="img" width="{width}" height="{height + 30}" '
              f'aria-label="日別の回答率">']
     parts.append(f'<line x1="30" y1="{height}" x2="{width}" y2="{height}" stroke="#4a4a4a"/>')

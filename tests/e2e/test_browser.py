@@ -105,7 +105,9 @@ def test_ask_a_question_and_see_the_answer_card(server, page):
     ask(page, "地域おこし協力隊の任期は何年ですか")
     card = page.locator("#transcript article.bot").last
     card.wait_for()
-    assert "3年" in card.inner_text()
+    assert "3年" in card.inner_text() and "出典" in card.inner_text()
+    assert card.locator("ul.related a").count() >= 2  # related FAQs
+    assert card.locator(".feedback button").count() == 2
     shot(page, "answer")
     axe(page, "answer")
 

@@ -30,6 +30,16 @@
       options.forEach(function (o) { var li = el("li"); li.appendChild(button(o.label, function () { ask(o.query); })); list.appendChild(li); });
       card.appendChild(list);
     }
+    if (reply.related && reply.related.length) {
+      card.appendChild(el("h3", null, "関連する質問"));
+      var rel = el("ul", "related");
+      reply.related.forEach(function (r) {
+        var li = el("li"), a = el("a", null, r.question);
+        a.href = "/faqs/" + encodeURIComponent(r.faq_id);
+        li.appendChild(a); rel.appendChild(li);
+      });
+      card.appendChild(rel);
+    }
     if (reply.faq_id) {
       var fb = el("p", "feedback", "この回答は役に立ちましたか？ ");
       [["役に立った", true], ["役に立たなかった", false]].forEach(function (pair) {
