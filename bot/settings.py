@@ -52,6 +52,8 @@ class Settings(BaseSettings):
         None, description="Password for the staff pages (/staff); the staff pages are off when unset. At least 12 characters."
     )
     staff_session_seconds: int = Field(8 * 3600, ge=60, description="A staff login lasts this long")
+    ask_rate_per_minute: int = Field(120, ge=0, description="Questions one client may ask per minute (0: no limit)")
+    feedback_rate_per_minute: int = Field(30, ge=0, description="Feedback posts one client may send per minute (0: no limit)")
     host: str = Field("127.0.0.1", description="Address `govfaq serve` listens on")
     port: int = Field(8000, ge=1, le=65535, description="Port `govfaq serve` listens on")
 

@@ -138,3 +138,27 @@ def test_counter_contacts_by_prefecture_or_city(client):
 def test_counter_page_is_keyboard_first(client):
     page = client.get("/counter").text
     assert 'role="search"' in page and "/static/counter.js" in page and "↑↓" in page
+
+
+def test_security_headers_on_pages_and_api(client):
+    for path in ("/", "/counter", "/healthz", "/api/scenarios"):
+        headers = client.get(path).headers
+        csp = headers["content-security-policy"]
+        assert "script-src 'self'" in csp and "'unsafe-inline'" not in csp and "frame-ancestors 'none'" in csp
+        assert headers["x-content-type-options"] == "nosniff" and headers["referrer-policy"] == "same-origin"
+
+
+def test_no_page_loads_assets_from_elsewhere(client):
+    assert client.get("/docs").status_code == 404  # FastAPI's docs page would load a CDN
+    for path in ("/", "/counter", "/faqs/kyoryokutai-ninki"):
+        page = client.get(path).text
+        assert "http://" not in page.replace("http://127.0.0.1", "") and "//cdn" not in page
+        assert "<script>" not in page  # only external scripts from /static
+
+
+def test_rate_limit_answers_429_with_retry_after(bot, tmp_path):
+    limited = TestClient(create_app(Settings(data_dir=tmp_path, ask_rate_per_minute=3), bot=bot))
+    codes = [limited.post("/api/ask", json={"query": "きくみみ 沖縄"}).status_code for _ in range(5)]
+    assert codes[:3] == [200, 200, 200] and codes[3:] == [429, 429]
+    response = limited.post("/api/ask", json={"query": "きくみみ 沖縄"})
+    assert int(response.headers["retry-after"]) >= 1 and "しばらくしてから" in response.json()["detail"]

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections import deque
 from pathlib import Path
 
 from fastapi import FastAPI, Form, HTTPException, Query, Request
@@ -50,6 +52,43 @@ class FaqPublic(FAQ):
     document_title: str = ""
 
 
+SECURITY_HEADERS = {
+    # Scripts and styles only from this service; no inline script, no framing.
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+}
+
+
+class RateLimiter:
+    """At most `per_minute` requests per client in any 60 s window (0: no limit)."""
+
+    def __init__(self, per_minute: int, max_clients: int = 50_000):
+        self.per_minute = per_minute
+        self.max_clients = max_clients
+        self._seen: dict[str, deque] = {}
+        self._lock = threading.Lock()
+
+    def check(self, client: str, now: float | None = None) -> int:
+        """0 when allowed; otherwise the seconds to wait (for Retry-After)."""
+        if self.per_minute <= 0:
+            return 0
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            stamps = self._seen.setdefault(client, deque())
+            while stamps and now - stamps[0] >= 60:
+                stamps.popleft()
+            if len(stamps) >= self.per_minute:
+                return max(1, int(60 - (now - stamps[0])) + 1)
+            stamps.append(now)
+            if len(self._seen) > self.max_clients:  # forget idle clients first
+                for key in [k for k, v in self._seen.items() if not v or now - v[-1] >= 60]:
+                    del self._seen[key]
+            return 0
+
+
 class _State:
     def __init__(self) -> None:
         self.bot: Bot | None = None
@@ -65,7 +104,14 @@ def create_app(settings: Settings, bot: Bot | None = None) -> FastAPI:
     state = _State()
     state.bot = bot
 
-    app = FastAPI(title="govfaq", description="国・地方共通相談チャットボット型 FAQ サービスの API", version="0.1.0")
+    # No /docs or /redoc: FastAPI serves them from a CDN, and this service loads nothing from elsewhere.
+    app = FastAPI(
+        title="govfaq",
+        description="国・地方共通相談チャットボット型 FAQ サービスの API",
+        version="0.1.0",
+        docs_url=None,
+        redoc_url=None,
+    )
     app.state.runtime = state
 
     def kb_now():
@@ -96,6 +142,27 @@ def create_app(settings: Settings, bot: Bot | None = None) -> FastAPI:
         if state.bot is None:
             raise HTTPException(status_code=503, detail="ただいま準備中です。しばらくしてからもう一度お試しください。")
         return state.bot
+
+    limits = {
+        "/api/ask": RateLimiter(settings.ask_rate_per_minute),
+        "/api/feedback": RateLimiter(settings.feedback_rate_per_minute),
+    }
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next):
+        limiter = limits.get(request.url.path) if request.method == "POST" else None
+        if limiter is not None:
+            wait = limiter.check(request.client.host if request.client else "unknown")
+            if wait:
+                return JSONResponse(
+                    status_code=429,
+                    content={"detail": "短い時間に多くの送信がありました。しばらくしてからもう一度お試しください。"},
+                    headers={"Retry-After": str(wait), **SECURITY_HEADERS},
+                )
+        response = await call_next(request)
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        return response
 
     @app.middleware("http")
     async def limit_body(request: Request, call_next):

@@ -69,7 +69,8 @@ def browser():
 
 @pytest.fixture()
 def page(browser):
-    context = browser.new_context(locale="ja-JP")
+    # bypass_csp: axe-core is injected as an inline script, which the service's CSP forbids.
+    context = browser.new_context(locale="ja-JP", bypass_csp=True)
     page = context.new_page()
     yield page
     context.close()
