@@ -149,7 +149,8 @@ def create_app(settings: Settings, bot: Bot | None = None) -> FastAPI:
     }
 
     @app.middleware("http")
-    async def security_headers(request: Request, call_next):
+    async def guard(request: Request, call_next):
+        """Per-client rate limits on the POST endpoints, and the security headers on every response."""
         limiter = limits.get(request.url.path) if request.method == "POST" else None
         if limiter is not None:
             wait = limiter.check(request.client.host if request.client else "unknown")
@@ -168,7 +169,7 @@ def create_app(settings: Settings, bot: Bot | None = None) -> FastAPI:
     async def limit_body(request: Request, call_next):
         length = request.headers.get("content-length")
         if length and length.isdigit() and int(length) > MAX_BODY_BYTES:
-            return JSONResponse(status_code=413, content={"detail": "送信された内容が大きすぎます。"})
+            return JSONResponse(status_code=413, content={"detail": "送信された内容が大きすぎます。"}, headers=SECURITY_HEADERS)
         return await call_next(request)
 
     @app.exception_handler(RequestValidationError)
