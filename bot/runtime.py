@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from faq.loader import load_knowledge_base
+from faq.loader import KnowledgeBase, load_knowledge_base
 from index.engine import SearchEngine, engine_from_settings
 
 from .dialogue import Bot
@@ -16,12 +16,15 @@ from .settings import Settings
 log = logging.getLogger("govfaq")
 
 
-def load_engine(settings: Settings, progress: bool = False, rebuild: bool = False) -> SearchEngine:
-    result = load_knowledge_base(settings.content_dir, settings.sources_dir)
-    for problem in result.problems:
-        # Report, never die: the valid entries still serve.
-        print(f"warning: {problem}", file=sys.stderr)
-    engine = engine_from_settings(result.kb, settings, progress=progress)
+def load_engine(settings: Settings, progress: bool = False, rebuild: bool = False, kb: KnowledgeBase | None = None) -> SearchEngine:
+    """The engine over `kb`, or over the content folder read (and its problems reported) here."""
+    if kb is None:
+        result = load_knowledge_base(settings.content_dir, settings.sources_dir)
+        for problem in result.problems:
+            # Report, never die: the valid entries still serve.
+            print(f"warning: {problem}", file=sys.stderr)
+        kb = result.kb
+    engine = engine_from_settings(kb, settings, progress=progress)
     if rebuild:
         engine.build(cache_dir=settings.data_dir / "cache" / "embeddings", progress=progress)
         engine.save(settings.data_dir)
@@ -33,9 +36,9 @@ def record_store(settings: Settings) -> RecordStore:
     return RecordStore(settings.data_dir / "govfaq.sqlite3", retention_days=settings.log_retention_days)
 
 
-def load_bot(settings: Settings, progress: bool = False, records: bool = True) -> Bot:
+def load_bot(settings: Settings, progress: bool = False, records: bool = True, kb: KnowledgeBase | None = None) -> Bot:
     store = record_store(settings) if records else None
     if store is not None:
         store.purge()
     sessions = SessionStore(ttl_seconds=settings.session_ttl_seconds, max_sessions=settings.max_sessions)
-    return Bot(load_engine(settings, progress=progress), records=store, sessions=sessions)
+    return Bot(load_engine(settings, progress=progress, kb=kb), records=store, sessions=sessions)

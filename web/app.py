@@ -130,7 +130,7 @@ def create_app(settings: Settings, bot: Bot | None = None) -> FastAPI:
             try:
                 from bot.runtime import load_bot
 
-                state.bot = load_bot(settings)
+                state.bot = load_bot(settings, kb=kb)  # the content read (and reported) above
                 log.info("index loaded: %d FAQs", len(state.bot.kb.faqs))
             except Exception as exc:  # noqa: BLE001 - reported on /readyz, the process stays up
                 log.exception("could not load the index")
@@ -268,18 +268,19 @@ def create_app(settings: Settings, bot: Bot | None = None) -> FastAPI:
     def search(q: str = Query(min_length=1, max_length=500), field: str | None = Query(None, max_length=80)) -> SearchResponse:
         """The counter's lookup: the top 10 FAQs with their confidence and the words that matched."""
         bot = ready_bot()
-        only = {f.id for f in kb_now().faqs if f.category[0] == field} if field else None
+        current = kb_now()
+        only = {f.id for f in current.faqs if f.category[0] == field} if field else None
         result = bot.engine.search(q, k=10, only=only)
         terms = [t for t in bot.engine.lexical.query_tokens(q) if not t.startswith(("##", "読:"))]
         hits = []
         for hit in result.hits:
-            faq = kb_now().get(hit.faq_id)
+            faq = current.get(hit.faq_id)
             text = (faq.question + faq.answer).casefold()
             hits.append(
                 SearchHitPublic(
                     faq_id=faq.id, question=faq.question, answer=faq.answer, category=faq.category, program=faq.program,
                     score=round(hit.score, 4), matched_terms=[t for t in dict.fromkeys(terms) if t in text],
-                    document_title=kb_now().document_title(faq.source.document), section=faq.source.section,
+                    document_title=current.document_title(faq.source.document), section=faq.source.section,
                     updated=faq.updated.isoformat(),
                 )
             )

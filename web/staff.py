@@ -188,7 +188,7 @@ def register_staff(app: FastAPI, settings, state, templates) -> None:
                 status.step = "内容に問題があるため再読み込みを中止しました（現在の索引で回答を続けています）"
                 return
             status.step = "索引を作成しています"
-            engine = load_engine(settings)
+            engine = load_engine(settings, kb=check.kb)  # the content just validated, not read again
             old = state.bot
             state.bot = Bot(engine, records=old.records if old else None, sessions=old.sessions if old else None)
             status.state, status.step = "done", f"再読み込みしました（{len(engine.kb.faqs)}件）"
