@@ -19,7 +19,6 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -418,4 +417,3 @@ def as_dict(result: SearchResult) -> dict:
     return {**asdict(result), "hits": [asdict(h) for h in result.hits]}
 
 
-Loader = Callable[[], SearchEngine]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from faq.loader import KnowledgeBase
-from index.dense import DenseIndex, make_faiss_index
+from index.dense import make_faiss_index
 from index.engine import IndexMismatch, SearchConfig, SearchEngine
 from index.tokenize import JapaneseTokenizer
 from tests.fakes import HashingEmbedder
