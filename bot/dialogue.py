@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import unicodedata
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from faq.schema import FAQ, Contact
 from index.engine import SearchEngine, SearchResult
@@ -429,6 +429,4 @@ def _names(text: str, program: str) -> bool:
 
 
 def _with(reply: Reply, **changes) -> Reply:
-    from dataclasses import replace
-
     return replace(reply, **changes)
