@@ -15,9 +15,10 @@ from pathlib import Path
 
 from fastapi import FastAPI, Form, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from jinja2 import ChoiceLoader, FileSystemLoader
 
 from bot.dialogue import Bot
@@ -43,6 +44,7 @@ log = logging.getLogger("govfaq.web")
 HERE = Path(__file__).resolve().parent
 MAX_BODY_BYTES = 16 * 1024
 SESSION_COOKIE = "govfaq_session"
+TOO_LARGE = "送信された内容が大きすぎます。"
 
 
 class FaqPublic(FAQ):
@@ -87,6 +89,58 @@ class RateLimiter:
                 for key in [k for k, v in self._seen.items() if not v or now - v[-1] >= 60]:
                     del self._seen[key]
             return 0
+
+
+class BodyTooLarge(HTTPException):
+    def __init__(self) -> None:
+        super().__init__(status_code=413, detail=TOO_LARGE)
+
+
+class BodyLimit:
+    """Refuse request bodies over `max_bytes` with 413, before they are read.
+
+    A declared Content-Length over the limit is refused without reading a
+    byte. A body without one (chunked) is counted as it arrives and refused
+    as soon as it passes the limit, so nothing larger is ever held in memory.
+    """
+
+    def __init__(self, app, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            status = 413 if declared.isdigit() else 400
+            detail = TOO_LARGE if status == 413 else "Content-Length が正しくありません。"
+            await JSONResponse(status_code=status, content={"detail": detail}, headers=SECURITY_HEADERS)(scope, receive, send)
+            return
+        seen = 0
+        started = False
+
+        async def counted_receive():
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise BodyTooLarge()  # FastAPI lets an HTTPException from the body read through
+            return message
+
+        async def tracked_send(message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counted_receive, tracked_send)
+        except BodyTooLarge:  # read outside a route (nothing does today); still answer 413
+            if started:
+                raise
+            await JSONResponse(status_code=413, content={"detail": TOO_LARGE}, headers=SECURITY_HEADERS)(scope, receive, send)
 
 
 class _State:
@@ -165,12 +219,22 @@ def create_app(settings: Settings, bot: Bot | None = None) -> FastAPI:
             response.headers.setdefault(name, value)
         return response
 
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next):
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > MAX_BODY_BYTES:
-            return JSONResponse(status_code=413, content={"detail": "送信された内容が大きすぎます。"}, headers=SECURITY_HEADERS)
-        return await call_next(request)
+    # Outermost, so an over-long body is refused before anything else reads it.
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        detail = exc.detail
+        if exc.status_code == 400 and detail == "There was an error parsing the body":
+            cause = exc.__cause__
+            if isinstance(cause, BaseExceptionGroup) and cause.split(BodyTooLarge)[0] is not None:
+                # The size limit tripped while reading a chunked body (wrapped by the middleware's task group).
+                return JSONResponse(status_code=413, content={"detail": TOO_LARGE})
+            # FastAPI's message for a body that is not UTF-8, nested too deeply, or otherwise unreadable.
+            detail = "送信された内容を読み取れませんでした。UTF-8 の JSON で送ってください。"
+        if exc.status_code in (204, 304):
+            return Response(status_code=exc.status_code, headers=exc.headers)
+        return JSONResponse(status_code=exc.status_code, content={"detail": detail}, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -178,7 +242,16 @@ def create_app(settings: Settings, bot: Bot | None = None) -> FastAPI:
         where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
         return JSONResponse(status_code=422, content={"detail": f"入力が正しくありません（{where}: {first.get('msg', '')}）。"})
 
-    errors = {404: {"model": ErrorResponse}, 413: {"model": ErrorResponse}, 422: {"model": ErrorResponse}, 503: {"model": ErrorResponse}}
+    def documented(*codes: int) -> dict:
+        """`responses=` for these status codes. Every error here, 422 included, is {"detail": "…"} (the
+        handlers above), never FastAPI's default validation body, so each is documented as ErrorResponse."""
+        extra = {429: {"headers": {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}}}}
+        return {code: {"model": ErrorResponse, **extra.get(code, {})} for code in codes}
+
+    # 400: a body that is not UTF-8 JSON (or a bad Content-Length); 413: BodyLimit; 429: the rate limits.
+    errors = documented(400, 404, 413, 422, 503)
+    rate_limited = documented(400, 413, 422, 429, 503)
+    page_errors = documented(400, 413, 422)
 
     @app.get("/healthz", response_model=Health)
     def healthz() -> Health:
@@ -191,7 +264,7 @@ def create_app(settings: Settings, bot: Bot | None = None) -> FastAPI:
         detail = "準備中です。" if state.error is None else f"索引を読み込めませんでした: {state.error}"
         return JSONResponse(status_code=503, content={"detail": detail})
 
-    @app.post("/api/ask", response_model=AskResponse, responses=errors)
+    @app.post("/api/ask", response_model=AskResponse, responses=rate_limited)
     def ask(body: AskRequest) -> AskResponse:
         bot = ready_bot()
         session = bot.sessions.get(body.session_id)
@@ -227,7 +300,7 @@ def create_app(settings: Settings, bot: Bot | None = None) -> FastAPI:
     def get_faq_legacy(faq_id: str) -> FaqPublic:
         return faq_public(faq_id)
 
-    @app.post("/api/feedback", response_model=FeedbackResponse, responses=errors)
+    @app.post("/api/feedback", response_model=FeedbackResponse, responses={**rate_limited, **documented(404)})
     def feedback(body: FeedbackRequest) -> FeedbackResponse:
         bot = ready_bot()
         if kb_now().get(body.faq_id) is None:
@@ -256,11 +329,11 @@ def create_app(settings: Settings, bot: Bot | None = None) -> FastAPI:
             response.set_cookie(SESSION_COOKIE, session_id, httponly=True, samesite="lax", max_age=settings.session_ttl_seconds)
         return response
 
-    @app.get("/", response_class=HTMLResponse)
+    @app.get("/", response_class=HTMLResponse, responses=page_errors)
     def index(request: Request, q: str | None = None, node: str | None = None) -> HTMLResponse:
         return render_chat(request, q, node)
 
-    @app.post("/", response_class=HTMLResponse)
+    @app.post("/", response_class=HTMLResponse, responses=page_errors)
     def index_post(request: Request, q: str = Form("")) -> HTMLResponse:
         return render_chat(request, q, None)
 
@@ -286,7 +359,7 @@ def create_app(settings: Settings, bot: Bot | None = None) -> FastAPI:
             )
         return SearchResponse(query=q, confidence=round(result.confidence, 4), band=result.band, hits=hits)
 
-    @app.get("/api/contacts", response_model=ContactsResponse)
+    @app.get("/api/contacts", response_model=ContactsResponse, responses=documented(400, 413, 422, 503))
     def contacts(place: str = Query("", max_length=80)) -> ContactsResponse:
         """The きくみみ office for a prefecture or city; every office when no place is given."""
         places = ready_bot().places
@@ -305,7 +378,7 @@ def create_app(settings: Settings, bot: Bot | None = None) -> FastAPI:
     def counter(request: Request) -> HTMLResponse:
         return templates.TemplateResponse(request, "counter.html", {"fields": [n.title for n in kb_now().tree]})
 
-    @app.get("/faqs/{faq_id}", response_class=HTMLResponse)
+    @app.get("/faqs/{faq_id}", response_class=HTMLResponse, responses={**page_errors, **documented(404)})
     def faq_page(request: Request, faq_id: str) -> HTMLResponse:
         faq = faq_public(faq_id)
         card = state.bot.answer_reply(kb_now().get(faq_id), None, 1.0, "answer").to_dict() if state.bot else None
