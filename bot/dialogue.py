@@ -126,7 +126,7 @@ class Bot:
         self.kb = engine.kb
         self.clock = clock
         self.records = records
-        self.sessions = sessions or SessionStore()
+        self.sessions = sessions if sessions is not None else SessionStore()  # an empty store is falsy (len 0)
         self.places = PlaceIndex(self.kb)
         self.disaster_ids = {f.id for f in self.kb.faqs if f.category[0] == DISASTER_FIELD}
 

@@ -10,7 +10,7 @@ from index.engine import SearchEngine, engine_from_settings
 
 from .dialogue import Bot
 from .records import RecordStore
-from .session import SessionStore
+from .session import SessionStore, SqliteSessionStore
 from .settings import Settings
 
 log = logging.getLogger("govfaq")
@@ -37,8 +37,19 @@ def record_store(settings: Settings) -> RecordStore:
 
 
 def load_bot(settings: Settings, progress: bool = False, records: bool = True, kb: KnowledgeBase | None = None) -> Bot:
+    """The bot; `records=False` (evaluation) writes nothing to disk: no query log, sessions in memory."""
     store = record_store(settings) if records else None
     if store is not None:
         store.purge()
-    sessions = SessionStore(ttl_seconds=settings.session_ttl_seconds, max_sessions=settings.max_sessions)
+    sessions = session_store(settings) if records else None
     return Bot(load_engine(settings, progress=progress, kb=kb), records=store, sessions=sessions)
+
+
+def sessions_path(settings: Settings):
+    return settings.data_dir / "sessions.sqlite3"
+
+
+def session_store(settings: Settings) -> SessionStore:
+    if settings.session_store == "sqlite":
+        return SqliteSessionStore(sessions_path(settings), ttl_seconds=settings.session_ttl_seconds, max_sessions=settings.max_sessions)
+    return SessionStore(ttl_seconds=settings.session_ttl_seconds, max_sessions=settings.max_sessions)

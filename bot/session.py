@@ -1,16 +1,31 @@
 """Conversation sessions: what a follow-up question refers to.
 
-Kept in memory, capped in number (oldest dropped first), in turns and in
-text per session, and expired after a period without activity.
+Capped in number (oldest dropped first), in turns and in text per session,
+and expired after a period without activity. The text of a turn is masked
+(bot/privacy.py) before it is kept.
+
+Two stores with one interface: `SessionStore` in this process's memory (the
+command line, tests), and `SqliteSessionStore`, which the service uses, so
+that every worker process and every instance on the same disk sees the same
+conversation. If the SQLite file fails, the SQLite store carries on in
+memory for a minute, logs a warning, and tries the file again.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import secrets
+import sqlite3
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .privacy import mask_personal_data
+
+log = logging.getLogger("govfaq.sessions")
 
 MAX_TURN_CHARS = 500
 
@@ -52,7 +67,7 @@ class SessionStore:
             return session
 
     def record(self, session: Session, query: str, outcome: str) -> None:
-        session.turns.append((query[:MAX_TURN_CHARS], outcome))
+        session.turns.append((mask_personal_data(query[:MAX_TURN_CHARS]), outcome))
         del session.turns[: -self.max_turns]
 
     def _expire(self, now: float) -> None:
@@ -64,3 +79,120 @@ class SessionStore:
 
     def __len__(self) -> int:
         return len(self._sessions)
+
+
+SESSION_SCHEMA = """
+CREATE TABLE IF NOT EXISTS sessions (
+    id TEXT PRIMARY KEY,
+    last_seen REAL NOT NULL,        -- seconds since the epoch: shared by processes, unlike a monotonic clock
+    state TEXT NOT NULL             -- JSON of Session, turns masked
+);
+CREATE INDEX IF NOT EXISTS sessions_last_seen ON sessions (last_seen);
+"""
+
+
+class SharedSqlite:
+    """One SQLite connection per process, WAL mode, short busy timeout, used under a lock.
+
+    `run(fn)` gives fn the connection; on any SQLite or OS error it logs a
+    warning, returns None and keeps the file off for `retry_after` seconds,
+    so a locked or read-only file slows no answer down twice.
+    """
+
+    def __init__(self, path: Path, schema: str, busy_ms: int = 250, retry_after: float = 60.0):
+        self.path = Path(path)
+        self.schema = schema
+        self.busy_ms = busy_ms
+        self.retry_after = retry_after
+        self._conn: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+        self._off_until = 0.0
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, timeout=self.busy_ms / 1000, isolation_level=None, check_same_thread=False)
+            try:
+                conn.execute(f"PRAGMA busy_timeout={int(self.busy_ms)}")
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across a process crash
+                conn.executescript(self.schema)
+            except BaseException:
+                conn.close()
+                raise
+            self._conn = conn
+        return self._conn
+
+    @property
+    def available(self) -> bool:
+        return time.monotonic() >= self._off_until
+
+    def run(self, fn):
+        if not self.available:
+            return None
+        with self._lock:
+            try:
+                return fn(self._connection())
+            except (sqlite3.Error, OSError) as exc:
+                log.warning("%s unavailable, carrying on in memory for %.0f s: %s", self.path, self.retry_after, exc)
+                self._off_until = time.monotonic() + self.retry_after
+                if self._conn is not None:
+                    self._conn.close()
+                    self._conn = None
+                return None
+
+
+class SqliteSessionStore(SessionStore):
+    """Sessions in a SQLite file that all workers share; in memory while the file is unavailable."""
+
+    def __init__(self, path: Path, ttl_seconds: float = 1800, max_sessions: int = 10_000, max_turns: int = 20, clock=time.time):
+        super().__init__(ttl_seconds, max_sessions, max_turns, clock)
+        self.db = SharedSqlite(path, SESSION_SCHEMA)
+        self._writes = 0
+
+    def get(self, session_id: str | None) -> Session:
+        now = self.clock()
+        if session_id:
+            row = self.db.run(
+                lambda c: c.execute(
+                    "SELECT state FROM sessions WHERE id = ? AND last_seen >= ?", (session_id, now - self.ttl)
+                ).fetchone()
+            )
+            if row is not None:
+                try:
+                    data = json.loads(row[0])
+                    data["turns"] = [tuple(t) for t in data.get("turns", [])]
+                    return Session(**{**data, "last_seen": now})
+                except (ValueError, TypeError) as exc:  # a damaged row is a new conversation, not an error
+                    log.warning("session %s unreadable, starting a new one: %s", session_id[:8], exc)
+        # Unknown, expired, or the file is unavailable: memory still knows this process's sessions.
+        return super().get(session_id)
+
+    def record(self, session: Session, query: str, outcome: str) -> None:
+        super().record(session, query, outcome)
+        now = self.clock()
+        state = json.dumps(asdict(session), ensure_ascii=False)
+        self._writes += 1
+        tidy = self._writes % 200 == 1
+
+        def write(conn: sqlite3.Connection) -> bool:
+            conn.execute(
+                "INSERT INTO sessions (id, last_seen, state) VALUES (?, ?, ?) "
+                "ON CONFLICT(id) DO UPDATE SET last_seen = excluded.last_seen, state = excluded.state",
+                (session.id, now, state),
+            )
+            if tidy:  # now and then: forget expired conversations, and the oldest beyond the cap
+                conn.execute("DELETE FROM sessions WHERE last_seen < ?", (now - self.ttl,))
+                conn.execute(
+                    "DELETE FROM sessions WHERE id IN (SELECT id FROM sessions ORDER BY last_seen DESC LIMIT -1 OFFSET ?)",
+                    (self.max_sessions,),
+                )
+            return True
+
+        if self.db.run(write):
+            with self._lock:  # stored in the file: this process's memory copy is not needed
+                self._sessions.pop(session.id, None)
+
+    def __len__(self) -> int:
+        count = self.db.run(lambda c: c.execute("SELECT count(*) FROM sessions WHERE last_seen >= ?", (self.clock() - self.ttl,)).fetchone()[0])
+        return (count or 0) + len(self._sessions)

@@ -47,7 +47,12 @@ class Settings(BaseSettings):
     )
     log_retention_days: int = Field(180, ge=1, description="Days the masked query log and feedback are kept")
     session_ttl_seconds: int = Field(1800, ge=60, description="A conversation without activity for this long is forgotten")
-    max_sessions: int = Field(10_000, ge=1, description="Conversations kept in memory at once (oldest dropped first)")
+    max_sessions: int = Field(10_000, ge=1, description="Conversations kept at once (oldest dropped first)")
+    session_store: Literal["sqlite", "memory"] = Field(
+        "sqlite",
+        description="'sqlite' keeps conversations and staff logins in GOVFAQ_DATA_DIR/sessions.sqlite3, shared by "
+        "every worker and instance on that disk; 'memory' keeps them in each process",
+    )
     staff_token: SecretStr | None = Field(
         None, description="Password for the staff pages (/staff); the staff pages are off when unset. At least 12 characters."
     )

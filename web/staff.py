@@ -3,13 +3,15 @@
 Off unless GOVFAQ_STAFF_TOKEN is set: every staff route then answers 404.
 The token is compared in constant time; a login lasts staff_session_seconds;
 every form carries a CSRF token tied to the login (and the login form a
-double-submit cookie). A reload rebuilds in the background and swaps the bot
+double-submit cookie). Logins live in the shared SQLite file beside the
+conversations, so every worker honours them. A reload rebuilds in the background and swaps the bot
 only when the new content has no problem and the index built: a failed
 reload keeps the old index serving and shows why.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import logging
 import secrets
@@ -19,6 +21,8 @@ from dataclasses import dataclass, field
 
 from fastapi import FastAPI, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from bot.session import SharedSqlite
 
 log = logging.getLogger("govfaq.staff")
 COOKIE = "govfaq_staff"
@@ -33,32 +37,71 @@ class ReloadStatus:
     finished: float | None = None
 
 
+STAFF_SCHEMA = """
+CREATE TABLE IF NOT EXISTS staff_sessions (
+    id_hash TEXT PRIMARY KEY,       -- sha256 of the cookie: the file never holds a usable login
+    expires REAL NOT NULL,          -- seconds since the epoch
+    csrf TEXT NOT NULL
+);
+"""
+
+
 class StaffSessions:
-    def __init__(self, ttl: float):
+    """Staff logins: in the shared SQLite file when given one (every worker honours a login and a
+    logout), otherwise, or while the file is unavailable, in this process's memory."""
+
+    def __init__(self, ttl: float, path=None, clock=time.time):
         self.ttl = ttl
-        self._sessions: dict[str, tuple[float, str]] = {}  # id -> (expires, csrf)
+        self.clock = clock
+        self.db = SharedSqlite(path, STAFF_SCHEMA) if path is not None else None
+        self._memory: dict[str, tuple[float, str]] = {}  # id hash -> (expires, csrf)
         self.failures = 0
         self._lock = threading.Lock()
 
+    @staticmethod
+    def _key(sid: str) -> str:
+        return hashlib.sha256(sid.encode()).hexdigest()
+
     def create(self) -> tuple[str, str]:
         sid, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
-        with self._lock:
-            self._sessions[sid] = (time.monotonic() + self.ttl, csrf)
+        key, expires = self._key(sid), self.clock() + self.ttl
+
+        def store(conn):
+            conn.execute("DELETE FROM staff_sessions WHERE expires < ?", (self.clock(),))
+            conn.execute("INSERT INTO staff_sessions (id_hash, expires, csrf) VALUES (?, ?, ?)", (key, expires, csrf))
+            return True
+
+        if not (self.db and self.db.run(store)):
+            with self._lock:
+                self._memory[key] = (expires, csrf)
         return sid, csrf
 
     def csrf_for(self, sid: str | None) -> str | None:
+        """The CSRF token of a live login, or None (unknown, logged out or expired)."""
+        if not sid:
+            return None
+        key, now = self._key(sid), self.clock()
         with self._lock:
-            entry = self._sessions.get(sid or "")
-            if entry is None:
-                return None
-            if entry[0] < time.monotonic():
-                del self._sessions[sid]
-                return None
-            return entry[1]
+            entry = self._memory.get(key)
+            if entry is not None and entry[0] < now:
+                del self._memory[key]
+                entry = None
+        if entry is None and self.db is not None:
+            entry = self.db.run(
+                lambda c: c.execute("SELECT expires, csrf FROM staff_sessions WHERE id_hash = ?", (key,)).fetchone()
+            )
+        if entry is None or entry[0] < now:
+            return None
+        return entry[1]
 
     def drop(self, sid: str | None) -> None:
+        if not sid:
+            return
+        key = self._key(sid)
         with self._lock:
-            self._sessions.pop(sid or "", None)
+            self._memory.pop(key, None)
+        if self.db is not None:
+            self.db.run(lambda c: c.execute("DELETE FROM staff_sessions WHERE id_hash = ?", (key,)))
 
 
 def svg_answer_rate(by_day: list[dict], width: int = 640, height: int = 160) -> str:
@@ -83,7 +126,11 @@ def svg_answer_rate(by_day: list[dict], width: int = 640, height: int = 160) -> 
 
 def register_staff(app: FastAPI, settings, state, templates) -> None:
     token = settings.staff_token.get_secret_value() if settings.staff_token else None
-    sessions = StaffSessions(settings.staff_session_seconds)
+    from bot.runtime import sessions_path
+
+    shared = sessions_path(settings) if settings.session_store == "sqlite" else None
+    sessions = StaffSessions(settings.staff_session_seconds, shared)
+    app.state.staff_sessions = sessions
     status = ReloadStatus()
     app.state.staff_status = status
 

@@ -1,0 +1,142 @@
+"""Conversations and staff logins shared through SQLite by every worker.
+
+Two store objects on one file stand for two worker processes: each has its
+own connection, as separate processes do."""
+
+import logging
+import re
+import sqlite3
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from fastapi.testclient import TestClient
+
+from bot.dialogue import Bot
+from bot.session import SqliteSessionStore
+from bot.settings import Settings
+from index.engine import SearchConfig, SearchEngine
+from index.tokenize import JapaneseTokenizer
+from tests.fakes import HashingEmbedder
+from web.app import create_app
+from web.staff import StaffSessions
+
+TOKEN = "correct-horse-battery"
+
+
+@pytest.fixture(scope="module")
+def engine(shipped):
+    kb = shipped.kb
+    return SearchEngine(kb, HashingEmbedder(), JapaneseTokenizer([(g.canonical, g.variants) for g in kb.synonyms]), SearchConfig()).build()
+
+
+def test_a_follow_up_on_another_worker_keeps_the_conversation(engine, tmp_path):
+    path = tmp_path / "sessions.sqlite3"
+    worker_a = Bot(engine, sessions=SqliteSessionStore(path))
+    worker_b = Bot(engine, sessions=SqliteSessionStore(path))
+    first = worker_a.reply("函館に住んでいます", worker_a.sessions.get(None))
+    session = worker_b.sessions.get(first.session_id)
+    assert session.id == first.session_id and session.prefecture == "北海道"
+    assert "きくみみ函館" in worker_b.fallback_text(session=session)
+    session.program, session.faq_id = "地域おこし協力隊", "kyoryokutai-ninki"
+    worker_b.sessions.record(session, "任期は？", "kyoryokutai-ninki")
+    back = worker_a.sessions.get(first.session_id)
+    assert (back.program, back.faq_id, len(back.turns)) == ("地域おこし協力隊", "kyoryokutai-ninki", 2)
+
+
+def test_shared_sessions_expire_and_are_capped(tmp_path):
+    now = [1000.0]
+    store = SqliteSessionStore(tmp_path / "s.sqlite3", ttl_seconds=60, max_sessions=3, clock=lambda: now[0])
+    sessions = []
+    for i in range(5):
+        session = store.get(None)
+        store.record(session, f"質問{i}", "fallback")
+        sessions.append(session)
+        now[0] += 1
+    assert store.get(sessions[-1].id).id == sessions[-1].id
+    store._writes = 0  # the next write tidies up
+    store.record(store.get(sessions[-1].id), "もう一つ", "fallback")
+    assert len(store) == 3 and store.get(sessions[0].id).id != sessions[0].id  # the oldest went
+    now[0] += 61
+    assert store.get(sessions[-1].id).id != sessions[-1].id  # expired: a new conversation
+
+
+def test_what_a_resident_typed_is_masked_on_disk(tmp_path):
+    path = tmp_path / "s.sqlite3"
+    store = SqliteSessionStore(path)
+    session = store.get(None)
+    store.record(session, "電話は090-1234-5678、メールは taro@example.jp です", "fallback")
+    raw = b"".join(p.read_bytes() for p in tmp_path.iterdir())
+    assert b"1234-5678" not in raw and b"taro@example.jp" not in raw
+    assert "[電話]" in SqliteSessionStore(path).get(session.id).turns[0][0]
+
+
+def test_an_unavailable_file_keeps_conversations_in_memory(tmp_path, caplog):
+    path = tmp_path / "is-a-directory"
+    path.mkdir()  # SQLite cannot open a directory, whoever runs the test
+    store = SqliteSessionStore(path)
+    with caplog.at_level(logging.WARNING, logger="govfaq.sessions"):
+        session = store.get(None)
+        session.prefecture = "北海道"
+        store.record(session, "函館", "contacts")
+        assert store.get(session.id).prefecture == "北海道"
+    assert "unavailable" in caplog.text
+
+
+def test_a_locked_file_does_not_hold_an_answer_up(engine, tmp_path, caplog):
+    path = tmp_path / "s.sqlite3"
+    bot = Bot(engine, sessions=SqliteSessionStore(path))
+    bot.reply("こんにちは")  # creates the file
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        with caplog.at_level(logging.WARNING, logger="govfaq.sessions"):
+            reply = bot.reply("函館に住んでいます")
+        assert reply.session_id and "unavailable" in caplog.text
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+
+
+def test_concurrent_writers_lose_nothing(tmp_path):
+    path = tmp_path / "s.sqlite3"
+    stores = [SqliteSessionStore(path) for _ in range(4)]
+
+    def converse(i):
+        store = stores[i % 4]
+        session = store.get(None)
+        for turn in range(5):
+            store.record(session, f"質問{turn}", "fallback")
+        return session.id
+
+    with ThreadPoolExecutor(8) as pool:
+        ids = list(pool.map(converse, range(40)))
+    assert all(len(stores[0].get(i).turns) == 5 for i in ids)
+
+
+def test_staff_logins_are_honoured_by_every_worker_and_expire(tmp_path):
+    now = [1000.0]
+    path = tmp_path / "sessions.sqlite3"
+    worker_a = StaffSessions(3600, path, clock=lambda: now[0])
+    worker_b = StaffSessions(3600, path, clock=lambda: now[0])
+    sid, csrf = worker_a.create()
+    assert worker_b.csrf_for(sid) == csrf
+    assert sid.encode() not in path.read_bytes()  # only its hash is stored
+    now[0] += 3601
+    assert worker_a.csrf_for(sid) is None and worker_b.csrf_for(sid) is None
+    sid, _ = worker_a.create()
+    worker_b.drop(sid)  # a logout on one worker is a logout everywhere
+    assert worker_a.csrf_for(sid) is None
+
+
+def test_a_staff_login_expires_in_the_browser_too(engine, tmp_path):
+    settings = Settings(data_dir=tmp_path, staff_token=TOKEN, staff_session_seconds=60)
+    app = create_app(settings, bot=Bot(engine))
+    client = TestClient(app)
+    page = client.get("/staff/login")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+    assert client.post("/staff/login", data={"password": TOKEN, "csrf": csrf}, follow_redirects=False).status_code == 303
+    assert client.get("/staff", follow_redirects=False).status_code == 200
+    sessions = app.state.staff_sessions
+    sessions.clock = lambda: __import__("time").time() + 61  # a minute later
+    assert client.get("/staff", follow_redirects=False).headers["location"] == "/staff/login"
+    assert client.get("/staff/export.csv").status_code == 401
