@@ -5,12 +5,17 @@
 
 The built index is a directory with a manifest. Builds go to a fresh
 directory and a `current` symlink is swapped atomically, so a crash never
-leaves a half-built index in use. Embeddings are cached by content address
-(model fingerprint + prompt + text): editing one FAQ re-embeds only it.
+leaves a half-built index in use. The manifest, written last, lists a sha256
+of every data file; loading verifies them and checks that the parts agree,
+so a damaged index is refused (IndexCorrupt) and rebuilt, never served.
+Embeddings are cached by content address (model fingerprint + prompt +
+text): editing one FAQ re-embeds only it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import importlib.metadata
 import json
 import logging
@@ -30,11 +35,39 @@ from .normalize import normalize
 from .tokenize import TOKENIZER_VERSION, JapaneseTokenizer
 
 log = logging.getLogger("govfaq.index")
-FORMAT_VERSION = 4
+# 5: the manifest lists a sha256 of every data file (verified at load).
+FORMAT_VERSION = 5
+MANIFEST = "manifest.json"
+STALE_TMP_SECONDS = 3600  # a `.tmp-*` build directory this old belongs to a build that died
+STALE_LINK_SECONDS = 60  # a `.current-*` link lives for microseconds; this old, its process died
+REBUILD_HINT = "Rebuild it with `govfaq index build`."
 
 
 class IndexMismatch(RuntimeError):
     """The index on disk was built for other content, another model or another version."""
+
+
+class IndexCorrupt(IndexMismatch):
+    """The index on disk is damaged or incomplete: a file missing, unreadable, truncated,
+    changed since the build (checksum), or parts that disagree. Never served; rebuilt."""
+
+
+class IndexUnavailable(RuntimeError):
+    """No usable index on disk, and building one failed."""
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _data_files(directory: Path) -> list[str]:
+    """Every file of a build directory but the manifest, as sorted relative POSIX paths."""
+    files = (p.relative_to(directory).as_posix() for p in directory.rglob("*") if p.is_file())
+    return sorted(f for f in files if f != MANIFEST)
 
 
 @dataclass(frozen=True)
@@ -81,20 +114,36 @@ def faq_texts(faq) -> tuple[str, list[str], str]:
 
 
 class EmbeddingCache:
-    """Vectors by content address, stored as keys.json + vectors.npy."""
+    """Vectors by content address, stored as one file (embeddings.npz: keys and vectors).
+
+    One file, replaced atomically: a build killed while saving leaves the old cache
+    or the new one, never keys of one with vectors of the other. A damaged cache is
+    only a slower build (everything is embedded again)."""
+
+    FILE = "embeddings.npz"
+    LEGACY = ("keys.json", "vectors.npy")  # the two-file format of earlier versions, still read
 
     def __init__(self, directory: Path):
         self.directory = directory
         self.vectors: dict[str, np.ndarray] = {}
-        keys_file, vec_file = directory / "keys.json", directory / "vectors.npy"
+        try:
+            keys, vecs = self._read()
+            if len(keys) == len(vecs):
+                self.vectors = dict(zip(keys, vecs))
+            else:
+                log.warning("embedding cache in %s inconsistent (%d keys, %d vectors), rebuilding it", directory, len(keys), len(vecs))
+        except Exception as exc:  # noqa: BLE001 - whatever is wrong with it, the cache is only a speed-up
+            log.warning("embedding cache in %s unreadable, rebuilding it: %s: %s", directory, type(exc).__name__, exc)
+
+    def _read(self) -> tuple[list[str], np.ndarray]:
+        file = self.directory / self.FILE
+        if file.exists():
+            with np.load(file, allow_pickle=False) as data:
+                return [k.decode("utf-8") for k in data["keys"].tolist()], data["vectors"]
+        keys_file, vec_file = (self.directory / name for name in self.LEGACY)
         if keys_file.exists() and vec_file.exists():
-            try:
-                keys = json.loads(keys_file.read_text())
-                vecs = np.load(vec_file)
-                if len(keys) == len(vecs):
-                    self.vectors = dict(zip(keys, vecs))
-            except (ValueError, OSError) as exc:  # a damaged cache is only a slower build
-                log.warning("embedding cache unreadable, rebuilding it: %s", exc)
+            return json.loads(keys_file.read_text()), np.load(vec_file, allow_pickle=False)
+        return [], np.zeros((0, 1), np.float32)
 
     def save(self, keep: set[str], limit: int = 200_000) -> None:
         """Write the cache. Vectors in `keep` always stay; others stay while the cache is under `limit`
@@ -103,14 +152,60 @@ class EmbeddingCache:
         keys = list(self.vectors)
         if len(keys) > limit:
             keys = [k for k in keys if k in keep] + [k for k in keys if k not in keep][: max(0, limit - len(keep))]
+        _remove_stale(self.directory.glob(".tmp-*"), STALE_TMP_SECONDS)  # left by a save that was killed
         tmp = Path(tempfile.mkdtemp(dir=self.directory, prefix=".tmp-"))
         try:
-            np.save(tmp / "vectors.npy", np.stack([self.vectors[k] for k in keys]) if keys else np.zeros((0, 1), np.float32))
-            (tmp / "keys.json").write_text(json.dumps(keys))
-            os.replace(tmp / "vectors.npy", self.directory / "vectors.npy")
-            os.replace(tmp / "keys.json", self.directory / "keys.json")
+            vectors = np.stack([self.vectors[k] for k in keys]) if keys else np.zeros((0, 1), np.float32)
+            np.savez(tmp / self.FILE, keys=np.array([k.encode("utf-8") for k in keys], dtype="S"), vectors=vectors)
+            os.replace(tmp / self.FILE, self.directory / self.FILE)
+            for name in self.LEGACY:
+                with contextlib.suppress(OSError):
+                    (self.directory / name).unlink()
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _remove_stale(paths, max_age_s: float) -> None:
+    """Delete leftovers (temporary directories or links) older than `max_age_s`; younger ones may be live."""
+    now = time.time()
+    for path in paths:
+        try:
+            if now - path.lstat().st_mtime <= max_age_s:
+                continue
+            if path.is_symlink() or not path.is_dir():
+                path.unlink()
+            else:
+                shutil.rmtree(path, ignore_errors=True)
+        except OSError:  # gone meanwhile, or not ours to delete: not worth failing for
+            pass
+
+
+def _inconsistency(lexical: LexicalIndex, dense: DenseIndex, n_faqs: int, dimension: int) -> str | None:
+    """What is wrong with a loaded index whose files are intact, if anything (a bug or a
+    library that reads old files differently): parts of other sizes, rows pointing nowhere."""
+    if lexical.n_docs != n_faqs or len(lexical.doc_terms) != n_faqs:
+        return f"lexical index has {lexical.n_docs} documents, expected {n_faqs}"
+    for name, bm25 in lexical._bm25.items():
+        scores = bm25.scores
+        if int(scores["num_docs"]) != n_faqs:
+            return f"lexical field {name} has {scores['num_docs']} documents, expected {n_faqs}"
+        indptr, indices = scores["indptr"], scores["indices"]
+        if len(indptr) < 1 or int(indptr[-1]) != len(indices) or len(indices) != len(scores["data"]) or (np.diff(indptr) < 0).any():
+            return f"lexical field {name}: postings do not fit together"
+        if len(indices) and (int(indices.min()) < 0 or int(indices.max()) >= n_faqs):
+            return f"lexical field {name}: postings point past the documents"
+    rows = int(dense.index.ntotal)
+    if dense.index.d != dimension:
+        return f"dense index has dimension {dense.index.d}, expected {dimension}"
+    if len(dense.owners) != rows or len(dense.roles) != rows:
+        return f"dense index has {rows} vectors but {len(dense.owners)} owners and {len(dense.roles)} roles"
+    if rows and (int(dense.owners.min()) < 0 or int(dense.owners.max()) >= n_faqs):
+        return "dense index: vectors belong to documents that do not exist"
+    if n_faqs and not np.isin(dense.roles, (QUESTION, ALT, ANSWER)).all():
+        return "dense index: unknown vector roles"
+    if n_faqs and len(np.unique(dense.owners[dense.roles == ANSWER])) != n_faqs:
+        return "dense index: not every FAQ has its answer vector"
+    return None
 
 
 def _package_version() -> str:
@@ -207,45 +302,91 @@ class SearchEngine:
     # ---------------------------------------------------------- persistence
     def save(self, data_dir: Path) -> Path:
         """Write the index into a fresh build directory, then swap `current` to it atomically."""
-        builds = data_dir / "index" / "builds"
+        index_dir = data_dir / "index"
+        builds = index_dir / "builds"
         builds.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=builds, prefix=".tmp-"))
         try:
             self.lexical.save(tmp / "lexical")
             self.dense.save(tmp / "dense")
             (tmp / "faq_ids.json").write_text(json.dumps(self.faq_ids, ensure_ascii=False))
+            manifest = {**self.manifest, "files": {name: _sha256(tmp / name) for name in _data_files(tmp)}}
             # The manifest is written last: a directory without one is never loaded.
-            (tmp / "manifest.json").write_text(json.dumps(self.manifest, ensure_ascii=False, indent=1))
-            final = builds / f"{time.strftime('%Y%m%dT%H%M%S')}-{self.manifest['content_hash'][:12]}-{os.getpid()}"
+            (tmp / MANIFEST).write_text(json.dumps(manifest, ensure_ascii=False, indent=1))
+            os.chmod(tmp, 0o755)  # mkdtemp makes it private; the service may run as another user
+            # Unique even for two builds in one second by one process (tmp's random part): the
+            # stamp first, so that names sort by time for _prune.
+            now = time.time()
+            stamp = f"{time.strftime('%Y%m%dT%H%M%S', time.localtime(now))}.{int(now * 1e6) % 1_000_000:06d}"
+            final = builds / f"{stamp}-{self.manifest['content_hash'][:12]}-{os.getpid()}-{tmp.name[len('.tmp-'):]}"
             os.rename(tmp, final)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        link = data_dir / "index" / "current"
-        tmp_link = data_dir / "index" / f".current-{os.getpid()}"
+        self.manifest = manifest
+        link = index_dir / "current"
+        tmp_link = index_dir / f".current-{os.getpid()}"
         if tmp_link.is_symlink() or tmp_link.exists():
             tmp_link.unlink()
         os.symlink(Path("builds") / final.name, tmp_link)
-        os.replace(tmp_link, link)
+        if link.is_dir() and not link.is_symlink():
+            # `current` as a real directory (a copy made with links followed): move it out of the way.
+            aside = Path(tempfile.mkdtemp(dir=builds, prefix=".tmp-old-current-"))
+            os.rename(link, aside / "current")
+            os.replace(tmp_link, link)
+            shutil.rmtree(aside, ignore_errors=True)
+        else:
+            os.replace(tmp_link, link)
         self._prune(builds, keep=final)
         return final
 
     @staticmethod
     def _prune(builds: Path, keep: Path, keep_last: int = 2) -> None:
-        done = sorted((p for p in builds.iterdir() if p.is_dir() and not p.name.startswith(".")), key=lambda p: p.name)
-        for old in done[:-keep_last]:
-            if old != keep:
-                shutil.rmtree(old, ignore_errors=True)
-        for stale in builds.glob(".tmp-*"):  # left by a build that crashed
-            if time.time() - stale.stat().st_mtime > 3600:
-                shutil.rmtree(stale, ignore_errors=True)
+        """Remove all but the last `keep_last` builds, and what killed builds left behind.
+        Never fails a save: the new index is already in place."""
+        try:
+            current = (builds.parent / "current").resolve()
+            done = sorted((p for p in builds.iterdir() if p.is_dir() and not p.name.startswith(".")), key=lambda p: p.name)
+            for old in done[:-keep_last]:
+                if old not in (keep, current):
+                    shutil.rmtree(old, ignore_errors=True)
+        except OSError as exc:
+            log.warning("could not remove old index builds: %s", exc)
+        _remove_stale(builds.glob(".tmp-*"), STALE_TMP_SECONDS)  # build directories of killed builds
+        _remove_stale(builds.parent.glob(".current-*"), STALE_LINK_SECONDS)  # links of builds killed before the swap
 
     def load(self, data_dir: Path) -> "SearchEngine":
-        directory = (data_dir / "index" / "current").resolve()
-        manifest_file = directory / "manifest.json"
-        if not manifest_file.exists():
+        """Load the current index. FileNotFoundError: none built yet. IndexMismatch: built for other
+        content, model or version. IndexCorrupt: damaged or incomplete. Nothing is half-loaded:
+        the engine changes only when every check has passed."""
+        link = data_dir / "index" / "current"
+        if not link.is_symlink() and not link.exists():
             raise FileNotFoundError(f"no built index in {data_dir / 'index'}: run `govfaq index build`")
-        manifest = json.loads(manifest_file.read_text())
+        directory = link.resolve()
+        if not directory.is_dir():
+            target = os.readlink(link) if link.is_symlink() else link
+            raise IndexCorrupt(f"{link} points to {target}, which is not a build directory (deleted?). {REBUILD_HINT}")
+
+        def corrupt(what: str, exc: BaseException | None = None) -> IndexCorrupt:
+            detail = f": {type(exc).__name__}: {exc}" if exc is not None else ""
+            return IndexCorrupt(f"the index in {directory} is damaged: {what}{detail}. {REBUILD_HINT}")
+
+        @contextlib.contextmanager
+        def reading(what: str):
+            try:
+                yield
+            except IndexMismatch:
+                raise
+            except Exception as exc:  # noqa: BLE001 - faiss, numpy, bm25s and json fail in their own ways
+                raise corrupt(f"{what} unreadable", exc) from exc
+
+        manifest_file = directory / MANIFEST
+        if not manifest_file.exists():
+            raise corrupt(f"no {MANIFEST} (an incomplete build)")
+        with reading(MANIFEST):
+            manifest = json.loads(manifest_file.read_text(encoding="utf-8"))
+        if not isinstance(manifest, dict):
+            raise corrupt(f"{MANIFEST} is not an object")
         expected = self.expected_manifest()
         differences = [
             f"{key}: index has {manifest.get(key)!r}, service needs {expected[key]!r}"
@@ -254,25 +395,69 @@ class SearchEngine:
         ]
         if differences:
             raise IndexMismatch(
-                f"the index in {directory} does not match this service ({'; '.join(differences)}). "
-                "Rebuild it with `govfaq index build`."
+                f"the index in {directory} does not match this service ({'; '.join(differences)}). {REBUILD_HINT}"
             )
-        faq_ids = json.loads((directory / "faq_ids.json").read_text())
+        self._verify_files(directory, manifest, corrupt)
+        with reading("faq_ids.json"):
+            faq_ids = json.loads((directory / "faq_ids.json").read_text(encoding="utf-8"))
         if faq_ids != self.faq_ids:
-            raise IndexMismatch(f"the index in {directory} lists other FAQs. Rebuild it with `govfaq index build`.")
-        self.lexical = LexicalIndex.load(directory / "lexical", self.tokenizer, self.query_tokenizer)
-        self.dense = DenseIndex.load(directory / "dense", len(self.faq_ids), manifest["index_kind"], self.config.alt_weight)
-        self.manifest = manifest
+            raise IndexMismatch(f"the index in {directory} lists other FAQs. {REBUILD_HINT}")
+        with reading("lexical/"):
+            lexical = LexicalIndex.load(directory / "lexical", self.tokenizer, self.query_tokenizer)
+        with reading("dense/"):
+            dense = DenseIndex.load(directory / "dense", len(self.faq_ids), manifest["index_kind"], self.config.alt_weight)
+        with reading("consistency check"):
+            problem = _inconsistency(lexical, dense, len(self.faq_ids), int(manifest["dimension"]))
+        if problem:
+            raise corrupt(problem)
+        self.lexical, self.dense, self.manifest = lexical, dense, manifest
         return self
 
+    @staticmethod
+    def _verify_files(directory: Path, manifest: dict, corrupt) -> None:
+        """Every data file is listed in the manifest and has the sha256 recorded at the build."""
+        listed = manifest.get("files")
+        if not isinstance(listed, dict) or not listed:
+            raise corrupt(f"{MANIFEST} lists no data files")
+        try:
+            present = _data_files(directory)
+        except OSError as exc:
+            raise corrupt("build directory unreadable", exc) from exc
+        missing, extra = sorted(set(listed) - set(present)), sorted(set(present) - set(listed))
+        if missing:
+            raise corrupt(f"{', '.join(missing)} missing")
+        if extra:
+            raise corrupt(f"{', '.join(extra)} not part of the build")
+        for name in present:
+            try:
+                digest = _sha256(directory / name)
+            except OSError as exc:
+                raise corrupt(f"{name} unreadable", exc) from exc
+            if digest != listed[name]:
+                raise corrupt(f"{name} differs from the build (checksum mismatch: truncated, overwritten or replaced)")
+
     def load_or_build(self, data_dir: Path, progress: bool = False) -> "SearchEngine":
+        """Load the index; if there is none, or it is stale or damaged, build and save a new one.
+        Raises IndexUnavailable (with both reasons) when the rebuild fails too."""
         try:
             return self.load(data_dir)
-        except (FileNotFoundError, IndexMismatch, ValueError, KeyError, OSError) as exc:
+        except FileNotFoundError as exc:
+            reason = str(exc)
+            log.info("no index yet, building it: %s", exc)
+        except IndexCorrupt as exc:
+            reason = str(exc)
+            log.warning("index damaged, rebuilding it: %s", exc)
+        except (IndexMismatch, ValueError, KeyError, OSError) as exc:
+            reason = str(exc)
             log.info("building the index: %s", exc)
+        try:
             self.build(cache_dir=data_dir / "cache" / "embeddings", progress=progress)
             self.save(data_dir)
-            return self
+        except Exception as exc:
+            raise IndexUnavailable(
+                f"no usable index ({reason}) and rebuilding it failed: {type(exc).__name__}: {exc}"
+            ) from exc
+        return self
 
     # ---------------------------------------------------------------- search
     def embed_query(self, query: str) -> np.ndarray:
