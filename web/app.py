@@ -242,16 +242,20 @@ def create_app(settings: Settings, bot: Bot | None = None) -> FastAPI:
         where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
         return JSONResponse(status_code=422, content={"detail": f"入力が正しくありません（{where}: {first.get('msg', '')}）。"})
 
-    def documented(*codes: int) -> dict:
-        """`responses=` for these status codes. Every error here, 422 included, is {"detail": "…"} (the
-        handlers above), never FastAPI's default validation body, so each is documented as ErrorResponse."""
+    def documented(*codes: int, page: bool = False) -> dict:
+        """`responses=` for these status codes. Every error here, 422 included, is JSON {"detail": "…"} (the
+        handlers above), never FastAPI's default validation body, so each is documented as ErrorResponse;
+        on a page route (`page`) spelled out, since `model` would be documented as the route's text/html."""
+        body: dict = {"model": ErrorResponse}
+        if page:
+            body = {"content": {"application/json": {"schema": ErrorResponse.model_json_schema()}}}
         extra = {429: {"headers": {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}}}}
-        return {code: {"model": ErrorResponse, **extra.get(code, {})} for code in codes}
+        return {code: {**body, **extra.get(code, {})} for code in codes}
 
     # 400: a body that is not UTF-8 JSON (or a bad Content-Length); 413: BodyLimit; 429: the rate limits.
     errors = documented(400, 404, 413, 422, 503)
     rate_limited = documented(400, 413, 422, 429, 503)
-    page_errors = documented(400, 413, 422)
+    page_errors = documented(400, 413, 422, page=True)
 
     @app.get("/healthz", response_model=Health)
     def healthz() -> Health:
@@ -378,7 +382,7 @@ def create_app(settings: Settings, bot: Bot | None = None) -> FastAPI:
     def counter(request: Request) -> HTMLResponse:
         return templates.TemplateResponse(request, "counter.html", {"fields": [n.title for n in kb_now().tree]})
 
-    @app.get("/faqs/{faq_id}", response_class=HTMLResponse, responses={**page_errors, **documented(404)})
+    @app.get("/faqs/{faq_id}", response_class=HTMLResponse, responses={**page_errors, **documented(404, page=True)})
     def faq_page(request: Request, faq_id: str) -> HTMLResponse:
         faq = faq_public(faq_id)
         card = state.bot.answer_reply(kb_now().get(faq_id), None, 1.0, "answer").to_dict() if state.bot else None
