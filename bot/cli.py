@@ -317,8 +317,28 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         host=args.host or settings.host,
         port=args.port or settings.port,
         workers=args.workers,
+        # None: uvicorn's default, $FORWARDED_ALLOW_IPS or 127.0.0.1,::1 (a reverse proxy on this machine).
+        forwarded_allow_ips=args.forwarded_allow_ips,
     )
     return 0
+
+
+def _cmd_loadtest(args: argparse.Namespace) -> int:
+    from web.loadtest import Options, format_report, report_json, run_loadtest
+
+    options = Options(
+        clients=args.clients, duration=args.duration, workers=args.workers, url=args.url, pid=args.pid,
+        seed=args.seed, timeout=args.timeout, warmup=args.warmup, abuse_rate=args.abuse_rate,
+        max_rss_growth_pct=args.max_rss_growth, data_dir=args.data_dir, content_dir=args.content_dir,
+    )
+    progress = None if args.json else (lambda message: print(message, file=sys.stderr, flush=True))
+    try:
+        report = run_loadtest(options, progress=progress)
+    except (ValueError, RuntimeError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(report_json(report) if args.json else format_report(report))
+    return 0 if report["ok"] else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -428,13 +448,52 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default=None)
     serve.add_argument("--port", type=int, default=None)
     serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument(
+        "--forwarded-allow-ips", default=None,
+        help="proxies whose X-Forwarded-For gives the client address (the rate limits count per client): "
+        "comma-separated addresses or networks, '' for none "
+        "(default: $FORWARDED_ALLOW_IPS or 127.0.0.1,::1, i.e. a reverse proxy on this machine)",
+    )
     serve.set_defaults(func=_cmd_serve)
+
+    load = commands.add_parser(
+        "loadtest", help="concurrent residents against `govfaq serve` over loopback: throughput, latency, errors, memory"
+    )
+    load.add_argument("--clients", type=int, default=50, help="concurrent simulated residents (at most 500)")
+    load.add_argument("--duration", type=float, default=60.0, help="seconds of load (at most 900)")
+    load.add_argument("--workers", type=int, default=1, help="workers of the server the tool starts")
+    load.add_argument("--url", default=None, help="a server already running on loopback instead of starting one")
+    load.add_argument("--pid", type=int, default=None, help="with --url: the server's process id, to measure its memory")
+    load.add_argument("--seed", type=int, default=7, help="the residents' choices")
+    load.add_argument("--warmup", type=float, default=5.0, help="seconds of load before the measurement")
+    load.add_argument("--timeout", type=float, default=30.0, help="seconds before a request counts as timed out")
+    load.add_argument(
+        "--abuse-rate", type=float, default=5.0,
+        help="questions per second from one deliberately abusive address, to see 429 + Retry-After under load (0: none)",
+    )
+    load.add_argument("--max-rss-growth", type=float, default=10.0, help="percent of memory growth that is flagged")
+    load.add_argument("--data-dir", dest="data_dir", type=Path, default=None, help="where the built index lives (default: var)")
+    load.add_argument("--content-dir", dest="content_dir", type=Path, default=None, help="FAQ content the questions come from")
+    load.add_argument("--json", action="store_true", help="one JSON object")
+    load.set_defaults(func=_cmd_loadtest)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    from pydantic import ValidationError
+
+    try:
+        return args.func(args)
+    except ValidationError as exc:
+        if exc.title != "Settings":
+            raise
+        # A bad GOVFAQ_* value: one line per variable, not a traceback.
+        for error in exc.errors():
+            name = "GOVFAQ_" + "_".join(str(p) for p in error["loc"]).upper()
+            value = "(hidden)" if "TOKEN" in name else repr(error.get("input"))  # never echo a secret
+            print(f"configuration error: {name}={value}: {error['msg']}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

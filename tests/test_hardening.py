@@ -229,3 +229,28 @@ def test_the_live_server_survives_a_burst_of_bad_requests(live_server):
             + f"Content-Length: {len(body)}\r\n\r\n".encode() + body
         )
         assert conn.recv(65536).startswith(b"HTTP/1.1 200")
+
+
+# ------------------------------------------------------------- configuration
+def test_a_bad_setting_is_one_clear_line_and_a_secret_is_never_echoed(monkeypatch, capsys):
+    from bot.cli import main
+    from bot.settings import get_settings
+
+    monkeypatch.setenv("GOVFAQ_PORT", "eighty")
+    monkeypatch.setenv("GOVFAQ_STAFF_TOKEN", "tooshort")
+    get_settings.cache_clear()
+    try:
+        assert main(["serve"]) == 2
+    finally:
+        get_settings.cache_clear()
+    err = capsys.readouterr().err
+    assert "GOVFAQ_PORT='eighty'" in err and "GOVFAQ_STAFF_TOKEN=(hidden)" in err
+    assert "tooshort" not in err and "Traceback" not in err
+
+
+def test_every_setting_is_documented_in_the_readme():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    missing = [name for name in Settings.model_fields if f"`GOVFAQ_{name.upper()}`" not in readme]
+    assert not missing, f"README's configuration table lacks {missing}"
