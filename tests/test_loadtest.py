@@ -255,15 +255,14 @@ def test_memory_of_own_process_and_a_child():
     with open("/proc/self/statm") as statm_file:
         statm = int(statm_file.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     assert own == pytest.approx(statm, rel=0.2)
-    blob = b"\x01" * (64 * 2**20)  # written, so resident
-    assert loadtest.rss_bytes(os.getpid()) - own > 48 * 2**20
-    del blob
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    # A fresh child writes 64 MiB (in this long-lived process freed pages may be reused, so grow a new one).
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; blob = b'\\x01' * (64 << 20); print('ready', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE,
+    )
     try:
-        for _ in range(200):
-            if child.pid in loadtest.process_tree(os.getpid()) and loadtest.rss_bytes(child.pid):
-                break
-            time.sleep(0.02)
+        assert child.stdout.readline().strip() == b"ready"
+        assert loadtest.rss_bytes(child.pid) > 64 * 2**20
         assert loadtest.process_tree(os.getpid())[0] <= os.getpid()
         assert child.pid in loadtest.process_tree(os.getpid())
         memory = loadtest.tree_memory(os.getpid())
