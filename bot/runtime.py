@@ -16,15 +16,18 @@ from .settings import Settings
 log = logging.getLogger("govfaq")
 
 
-def load_engine(settings: Settings, progress: bool = False, rebuild: bool = False, kb: KnowledgeBase | None = None) -> SearchEngine:
-    """The engine over `kb`, or over the content folder read (and its problems reported) here."""
+def load_engine(
+    settings: Settings, progress: bool = False, rebuild: bool = False, kb: KnowledgeBase | None = None, embedder=None
+) -> SearchEngine:
+    """The engine over `kb`, or over the content folder read (and its problems reported) here.
+    `embedder`: one already loaded (a reload reuses the model instead of loading a second copy)."""
     if kb is None:
         result = load_knowledge_base(settings.content_dir, settings.sources_dir)
         for problem in result.problems:
             # Report, never die: the valid entries still serve.
             print(f"warning: {problem}", file=sys.stderr)
         kb = result.kb
-    engine = engine_from_settings(kb, settings, progress=progress)
+    engine = engine_from_settings(kb, settings, progress=progress, embedder=embedder)
     if rebuild:
         engine.build(cache_dir=settings.data_dir / "cache" / "embeddings", progress=progress)
         engine.save(settings.data_dir)

@@ -53,6 +53,10 @@ class Settings(BaseSettings):
         description="'sqlite' keeps conversations and staff logins in GOVFAQ_DATA_DIR/sessions.sqlite3, shared by "
         "every worker and instance on that disk; 'memory' keeps them in each process",
     )
+    index_poll_seconds: int = Field(
+        5, ge=0, description="How often each worker looks for an index another process built (a staff reload in "
+        "another worker, `govfaq index build`) and switches to it (0: never)",
+    )
     staff_token: SecretStr | None = Field(
         None, description="Password for the staff pages (/staff); the staff pages are off when unset. At least 12 characters."
     )

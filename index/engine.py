@@ -225,6 +225,7 @@ class SearchEngine:
         self.faq_ids = [faq.id for faq in kb.faqs]
         self.lexical: LexicalIndex | None = None
         self.dense: DenseIndex | None = None
+        self.build_dir: Path | None = None  # the build directory loaded or saved
         self.manifest: dict = {}
         self.stats: dict = {}
         self.calibration = load_calibration()
@@ -324,6 +325,7 @@ class SearchEngine:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         self.manifest = manifest
+        self.build_dir = final
         link = index_dir / "current"
         tmp_link = index_dir / f".current-{os.getpid()}"
         if tmp_link.is_symlink() or tmp_link.exists():
@@ -411,6 +413,7 @@ class SearchEngine:
         if problem:
             raise corrupt(problem)
         self.lexical, self.dense, self.manifest = lexical, dense, manifest
+        self.build_dir = directory
         return self
 
     @staticmethod

@@ -140,3 +140,48 @@ def test_a_staff_login_expires_in_the_browser_too(engine, tmp_path):
     sessions.clock = lambda: __import__("time").time() + 61  # a minute later
     assert client.get("/staff", follow_redirects=False).headers["location"] == "/staff/login"
     assert client.get("/staff/export.csv").status_code == 401
+
+
+# ------------------------------------------------------- one index for all workers
+def test_an_index_built_by_another_process_reaches_every_worker(shipped, tmp_path, caplog):
+    """Worker A reloads (or an operator runs `govfaq index build`); worker B switches within one poll."""
+    import shutil
+
+    from faq.loader import CONTENT_DIR, load_knowledge_base
+    from web.app import pick_up_new_index
+
+    content, data = tmp_path / "content", tmp_path / "var"
+    shutil.copytree(CONTENT_DIR, content)
+    settings = Settings(data_dir=data, content_dir=content, session_store="memory")
+    embedder = HashingEmbedder()
+
+    def build_and_save() -> SearchEngine:
+        kb = load_knowledge_base(content).kb
+        engine = SearchEngine(kb, embedder, JapaneseTokenizer([(g.canonical, g.variants) for g in kb.synonyms]), SearchConfig())
+        engine.build().save(data)
+        return engine
+
+    first = build_and_save()
+    app_b = create_app(settings, bot=Bot(first))
+    client_b = TestClient(app_b)
+    assert pick_up_new_index(app_b.state.runtime, settings) is False  # nothing new yet
+
+    faq_file = sorted((content / "faqs").glob("*.yaml"))[0]
+    text = faq_file.read_text(encoding="utf-8")
+    faq_id = text.split("- id: ", 1)[1].split("\n", 1)[0].strip()
+    question = first.kb.get(faq_id).question
+    assert f"question: {question}\n" in text
+    faq_file.write_text(text.replace(f"question: {question}\n", f"question: {question}（改訂）\n", 1), encoding="utf-8")
+    build_and_save()  # what worker A's reload does
+    assert pick_up_new_index(app_b.state.runtime, settings) is True
+    assert client_b.get(f"/api/faqs/{faq_id}").json()["question"].endswith("（改訂）")
+    assert pick_up_new_index(app_b.state.runtime, settings) is False  # already serving it
+
+    # An index that does not match the content on disk is never taken, and not tried again.
+    build_and_save()
+    faq_file.write_text(faq_file.read_text(encoding="utf-8").replace("（改訂）", "（再改訂）", 1), encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger="govfaq.web"):
+        assert pick_up_new_index(app_b.state.runtime, settings) is False
+    assert "not switching" in caplog.text
+    assert client_b.get(f"/api/faqs/{faq_id}").json()["question"].endswith("（改訂）")
+    assert pick_up_new_index(app_b.state.runtime, settings) is False

@@ -147,6 +147,34 @@ class _State:
     def __init__(self) -> None:
         self.bot: Bot | None = None
         self.error: str | None = None
+        self.skipped: set[Path] = set()  # builds this process found unusable; not tried again
+
+
+def pick_up_new_index(state: _State, settings: Settings) -> bool:
+    """Serve the index `current` points to, if another process built it (a staff reload in another
+    worker, or `govfaq index build`): other workers then answer from the same content. Only an index
+    built for exactly the content on disk is taken (its manifest is checked); True if swapped."""
+    from index.engine import engine_from_settings
+
+    old = state.bot
+    if old is None:
+        return False
+    try:
+        target = (settings.data_dir / "index" / "current").resolve(strict=True)
+    except OSError:
+        return False
+    if target == old.engine.build_dir or target in state.skipped:
+        return False
+    try:
+        kb = load_knowledge_base(settings.content_dir, settings.sources_dir).kb
+        engine = engine_from_settings(kb, settings, embedder=old.engine.embedder).load(settings.data_dir)
+    except Exception as exc:  # noqa: BLE001 - keep serving what we have
+        state.skipped.add(target)
+        log.warning("not switching to the index in %s: %s", target, exc)
+        return False
+    state.bot = Bot(engine, records=old.records, sessions=old.sessions)
+    log.info("switched to the index in %s (%d FAQs)", target, len(kb.faqs))
+    return True
 
 
 def create_app(settings: Settings, bot: Bot | None = None) -> FastAPI:
@@ -191,6 +219,15 @@ def create_app(settings: Settings, bot: Bot | None = None) -> FastAPI:
                 state.error = f"{type(exc).__name__}: {exc}"
 
         threading.Thread(target=load, name="govfaq-load", daemon=True).start()
+
+    if bot is None and settings.index_poll_seconds > 0:
+
+        def follow() -> None:
+            while True:
+                time.sleep(settings.index_poll_seconds)
+                pick_up_new_index(state, settings)
+
+        threading.Thread(target=follow, name="govfaq-follow-index", daemon=True).start()
 
     def ready_bot() -> Bot:
         if state.bot is None:

@@ -235,8 +235,9 @@ def register_staff(app: FastAPI, settings, state, templates) -> None:
                 status.step = "内容に問題があるため再読み込みを中止しました（現在の索引で回答を続けています）"
                 return
             status.step = "索引を作成しています"
-            engine = load_engine(settings, kb=check.kb)  # the content just validated, not read again
             old = state.bot
+            # The content just validated, not read again; the model already loaded, not a second copy.
+            engine = load_engine(settings, kb=check.kb, embedder=old.engine.embedder if old else None)
             state.bot = Bot(engine, records=old.records if old else None, sessions=old.sessions if old else None)
             status.state, status.step = "done", f"再読み込みしました（{len(engine.kb.faqs)}件）"
         except Exception as exc:  # noqa: BLE001 - a failed rebuild keeps the old index serving
