@@ -254,3 +254,52 @@ def test_every_setting_is_documented_in_the_readme():
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
     missing = [name for name in Settings.model_fields if f"`GOVFAQ_{name.upper()}`" not in readme]
     assert not missing, f"README's configuration table lacks {missing}"
+
+
+# ------------------------------------------------------------------ markup
+MARKUP = "<script>alert(1)</script><img src=x onerror=alert(2)>"
+
+
+def test_markup_in_faq_content_queries_and_comments_is_text_everywhere(shipped, tmp_path):
+    """An FAQ, a query and a feedback comment carrying markup: every page escapes it, the CSV keeps it as
+    inert text, and a cell that starts like a formula is defused."""
+    import csv
+    import dataclasses
+    import io
+    import re
+
+    from bot.records import RecordStore
+
+    base = shipped.kb.faqs[0]
+    evil = base.model_copy(update={
+        "id": "markup-test", "question": f"{MARKUP}協力隊の任期は？", "answer": f"=HYPERLINK(\"http://x\"){MARKUP}任期は3年です。",
+        "alt_questions": [f"{MARKUP}任期"],
+    })
+    kb = dataclasses.replace(shipped.kb, faqs=[evil, *shipped.kb.faqs])
+    tokenizer = JapaneseTokenizer([(g.canonical, g.variants) for g in kb.synonyms])
+    bot = Bot(SearchEngine(kb, HashingEmbedder(), tokenizer, SearchConfig()).build(), records=RecordStore(tmp_path / "g.sqlite3"))
+    token = "correct-horse-battery"
+    client = TestClient(create_app(Settings(data_dir=tmp_path, staff_token=token), bot=bot))
+
+    bot.reply(f"{MARKUP}宇宙旅行の補助金")  # an unanswered query, shown on the staff page
+    bot.records.add_feedback("markup-test", False, MARKUP, None)
+    login = client.get("/staff/login")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', login.text).group(1)
+    assert client.post("/staff/login", data={"password": token, "csrf": csrf}, follow_redirects=False).status_code == 303
+
+    pages = [
+        client.get("/faqs/markup-test"),
+        client.get("/", params={"q": f"{MARKUP}協力隊の任期は？"}),
+        client.post("/", data={"q": MARKUP}),
+        client.get("/staff"),
+    ]
+    for page in pages:
+        assert page.status_code == 200
+        assert "<script>alert" not in page.text and "<img src=x" not in page.text, page.url
+    assert "&lt;script&gt;" in pages[0].text and "&lt;img" in pages[3].text
+    assert MARKUP in client.get("/api/faqs/markup-test").json()["question"]  # JSON carries text, not HTML
+
+    exported = client.get("/staff/export.csv")
+    rows = {row[0]: row for row in csv.reader(io.StringIO(exported.text.lstrip("\ufeff")))}
+    assert rows["markup-test"][-1].startswith("'=HYPERLINK")  # a spreadsheet shows it, never runs it
+    assert MARKUP in rows["markup-test"][-2]
