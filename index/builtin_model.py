@@ -35,6 +35,7 @@ time).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -530,8 +531,13 @@ def files_problem(directory: Path, files: Any, required: tuple[str, ...] = (), m
             st = path.stat()
             if not path.is_file() or st.st_size != info["size"]:
                 return f"{name} has {st.st_size} bytes, expected {info['size']}"
-            if st.st_mtime_ns != info["mtime_ns"] and sha256_file(path) != info["sha256"]:
-                return f"{name} changed since {since} (checksum differs)"
+            if st.st_mtime_ns != info["mtime_ns"]:
+                if sha256_file(path) != info["sha256"]:
+                    return f"{name} changed since {since} (checksum differs)"
+                # Same content, new time (a copy that lost its times): restamp it so that the next
+                # start costs a stat again, not a hash of hundreds of MB.
+                with contextlib.suppress(OSError):
+                    os.utime(path, ns=(st.st_atime_ns, info["mtime_ns"]))
         except OSError as exc:
             return f"{name} unreadable: {exc}"
         except (KeyError, TypeError):

@@ -749,6 +749,10 @@ def test_a_same_size_change_to_the_onnx_export_is_exported_again(converted, capl
         assert ox.export_problem(model_dir, fingerprint) is None
     os.utime(path)  # only the times changed (a copy without -p): hashed, same checksum, kept
     assert ox.export_problem(model_dir, fingerprint) is None
+    assert path.stat().st_mtime_ns == listed["mtime_ns"]  # restamped: the next start is a stat again
+    with monkeypatch.context() as patch:
+        patch.setattr(bm, "sha256_file", lambda *a, **k: pytest.fail("hashed a restamped export"))
+        assert ox.export_problem(model_dir, fingerprint) is None
 
     middle = st.st_size // 2
     with open(path, "r+b") as f:
