@@ -15,7 +15,6 @@ text): editing one FAQ re-embeds only it.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import importlib.metadata
 import json
 import logging
@@ -29,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .builtin_model import sha256_file
 from .dense import ALT, ANSWER, QUESTION, DenseIndex
 from .lexical import LexicalIndex
 from .normalize import normalize
@@ -54,14 +54,6 @@ class IndexCorrupt(IndexMismatch):
 
 class IndexUnavailable(RuntimeError):
     """No usable index on disk, and building one failed."""
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _data_files(directory: Path) -> list[str]:
@@ -311,7 +303,7 @@ class SearchEngine:
             self.lexical.save(tmp / "lexical")
             self.dense.save(tmp / "dense")
             (tmp / "faq_ids.json").write_text(json.dumps(self.faq_ids, ensure_ascii=False))
-            manifest = {**self.manifest, "files": {name: _sha256(tmp / name) for name in _data_files(tmp)}}
+            manifest = {**self.manifest, "files": {name: sha256_file(tmp / name) for name in _data_files(tmp)}}
             # The manifest is written last: a directory without one is never loaded.
             (tmp / MANIFEST).write_text(json.dumps(manifest, ensure_ascii=False, indent=1))
             os.chmod(tmp, 0o755)  # mkdtemp makes it private; the service may run as another user
@@ -433,7 +425,7 @@ class SearchEngine:
             raise corrupt(f"{', '.join(extra)} not part of the build")
         for name in present:
             try:
-                digest = _sha256(directory / name)
+                digest = sha256_file(directory / name)
             except OSError as exc:
                 raise corrupt(f"{name} unreadable", exc) from exc
             if digest != listed[name]:
