@@ -13,6 +13,14 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="session")
 def shipped():
     """The shipped knowledge base, loaded once."""
-    from faq.loader import load_knowledge_base
+    from tests.fakes import shipped_content
 
-    return load_knowledge_base()
+    return shipped_content()
+
+
+@pytest.fixture(scope="session")
+def fast_engine(shipped):
+    """The shipped knowledge base indexed with the hashing embedder (no model), built once."""
+    from tests.fakes import shipped_engine
+
+    return shipped_engine()

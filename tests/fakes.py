@@ -1,5 +1,6 @@
 """Test doubles that keep the fast tests free of the embedding model."""
 
+import functools
 import hashlib
 
 import numpy as np
@@ -34,3 +35,23 @@ class HashingEmbedder:
         return np.stack([self._vec(t) for t in texts]) if texts else np.zeros((0, self.dimension), np.float32)
 
     embed_documents = embed_queries
+
+
+@functools.cache
+def shipped_content():
+    """The shipped content, loaded once per test session (a LoadResult: kb and problems)."""
+    from faq.loader import load_knowledge_base
+
+    return load_knowledge_base()
+
+
+@functools.cache
+def shipped_engine():
+    """The shipped knowledge base indexed with the HashingEmbedder, built once per test session.
+    Shared read-only: tests wrap it in their own Bot (records, sessions, clock)."""
+    from index.engine import SearchConfig, SearchEngine
+    from index.tokenize import JapaneseTokenizer
+
+    kb = shipped_content().kb
+    tokenizer = JapaneseTokenizer([(g.canonical, g.variants) for g in kb.synonyms])
+    return SearchEngine(kb, HashingEmbedder(), tokenizer, SearchConfig()).build()

@@ -25,10 +25,7 @@ from hypothesis import HealthCheck, settings
 from bot.dialogue import Bot
 from bot.records import RecordStore
 from bot.settings import Settings
-from faq.loader import load_knowledge_base
-from index.engine import SearchConfig, SearchEngine
-from index.tokenize import JapaneseTokenizer
-from tests.fakes import HashingEmbedder
+from tests.fakes import shipped_engine
 from web.app import MAX_BODY_BYTES, create_app
 
 _TMP = tempfile.TemporaryDirectory(prefix="govfaq-schema-")  # removed when the interpreter exits
@@ -47,10 +44,7 @@ CHECKS = [*CONFORMANCE, schemathesis.checks.negative_data_rejection, schemathesi
 
 @functools.cache
 def _bot() -> Bot:
-    kb = load_knowledge_base().kb
-    tokenizer = JapaneseTokenizer([(g.canonical, g.variants) for g in kb.synonyms])
-    engine = SearchEngine(kb, HashingEmbedder(), tokenizer, SearchConfig()).build()
-    return Bot(engine, records=RecordStore(Path(_TMP.name) / "records.sqlite3"))
+    return Bot(shipped_engine(), records=RecordStore(Path(_TMP.name) / "records.sqlite3"))
 
 
 def _app(**limits):

@@ -7,19 +7,13 @@ import pytest
 from bot.deadlines import TOKYO, deadline_status, format_date
 from bot.dialogue import MAX_QUERY_CHARS, Bot
 from faq.schema import Deadline
-from index.engine import SearchConfig, SearchEngine
-from index.tokenize import JapaneseTokenizer
-from tests.fakes import HashingEmbedder
 
 FROZEN = dt.datetime(2026, 2, 10, 9, 0, tzinfo=TOKYO)
 
 
 @pytest.fixture(scope="module")
-def bot(shipped):
-    kb = shipped.kb
-    tokenizer = JapaneseTokenizer([(g.canonical, g.variants) for g in kb.synonyms])
-    engine = SearchEngine(kb, HashingEmbedder(), tokenizer, SearchConfig()).build()
-    return Bot(engine, clock=lambda: FROZEN)
+def bot(fast_engine):
+    return Bot(fast_engine, clock=lambda: FROZEN)
 
 
 def test_date_format_has_wareki_and_weekday():

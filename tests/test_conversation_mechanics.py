@@ -12,15 +12,11 @@ from bot.privacy import mask_personal_data
 from bot.records import RecordStore
 from bot.scenario import TOP, scenario_view
 from bot.session import SessionStore
-from index.engine import SearchConfig, SearchEngine
-from index.tokenize import JapaneseTokenizer
-from tests.fakes import HashingEmbedder
 
 
 @pytest.fixture(scope="module")
-def engine(shipped):
-    kb = shipped.kb
-    return SearchEngine(kb, HashingEmbedder(), JapaneseTokenizer([(g.canonical, g.variants) for g in kb.synonyms]), SearchConfig()).build()
+def engine(fast_engine):
+    return fast_engine
 
 
 # ---------------------------------------------------------------- scenario

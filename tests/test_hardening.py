@@ -24,10 +24,8 @@ from web.app import MAX_BODY_BYTES, BodyLimit, create_app
 
 
 @pytest.fixture(scope="module")
-def bot(shipped):
-    kb = shipped.kb
-    tokenizer = JapaneseTokenizer([(g.canonical, g.variants) for g in kb.synonyms])
-    return Bot(SearchEngine(kb, HashingEmbedder(), tokenizer, SearchConfig()).build())
+def bot(fast_engine):
+    return Bot(fast_engine)
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from bot.privacy import mask_personal_data
 from index.normalize import _VARIANTS, normalize
 from index.tokenize import JapaneseTokenizer
+from tests.fakes import shipped_content, shipped_engine
 
 
 def examples(n: int, **more) -> settings:
@@ -80,9 +81,7 @@ def test_normalize_applies_variant_rules_to_a_fixed_point(text):
 # ------------------------------------------------------------------ tokenize
 @functools.cache
 def _kb():
-    from faq.loader import load_knowledge_base
-
-    return load_knowledge_base().kb
+    return shipped_content().kb
 
 
 @functools.cache
@@ -123,10 +122,7 @@ def test_tokenizing_text_that_grows_under_nfkc_never_fails():
 # ------------------------------------------------------------------ search
 @functools.cache
 def _engine():
-    from index.engine import SearchConfig, SearchEngine
-    from tests.fakes import HashingEmbedder
-
-    return SearchEngine(_kb(), HashingEmbedder(), _tokenizer(), SearchConfig()).build()
+    return shipped_engine()
 
 
 @functools.cache

@@ -24,9 +24,8 @@ TOKEN = "correct-horse-battery"
 
 
 @pytest.fixture(scope="module")
-def engine(shipped):
-    kb = shipped.kb
-    return SearchEngine(kb, HashingEmbedder(), JapaneseTokenizer([(g.canonical, g.variants) for g in kb.synonyms]), SearchConfig()).build()
+def engine(fast_engine):
+    return fast_engine
 
 
 def test_a_follow_up_on_another_worker_keeps_the_conversation(engine, tmp_path):

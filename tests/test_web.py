@@ -8,17 +8,12 @@ from fastapi.testclient import TestClient
 from bot.dialogue import Bot
 from bot.records import RecordStore
 from bot.settings import Settings
-from index.engine import SearchConfig, SearchEngine
-from index.tokenize import JapaneseTokenizer
-from tests.fakes import HashingEmbedder
 from web.app import create_app
 
 
 @pytest.fixture(scope="module")
-def bot(shipped, tmp_path_factory):
-    kb = shipped.kb
-    engine = SearchEngine(kb, HashingEmbedder(), JapaneseTokenizer([(g.canonical, g.variants) for g in kb.synonyms]), SearchConfig()).build()
-    return Bot(engine, records=RecordStore(tmp_path_factory.mktemp("records") / "g.sqlite3"))
+def bot(fast_engine, tmp_path_factory):
+    return Bot(fast_engine, records=RecordStore(tmp_path_factory.mktemp("records") / "g.sqlite3"))
 
 
 @pytest.fixture(scope="module")
