@@ -57,8 +57,10 @@ def _cmd_faq_import(args: argparse.Namespace) -> int:
 
     path = Path(args.csv)
     if not path.is_file():
-        print(f"{path}: file not found", file=sys.stderr)
+        print(f"{path}: ファイルが見つかりません", file=sys.stderr)
         return 2
+    if args.into is not None:
+        return _faq_import_into(path, Path(args.into))
     text, problems, count = import_csv(path)
     for problem in problems:
         print(problem)
@@ -72,6 +74,24 @@ def _cmd_faq_import(args: argparse.Namespace) -> int:
         out.write_text(text, encoding="utf-8")
     print(f"imported {count} row(s), {len(problems)} bad row(s)", file=sys.stderr)
     return 1 if problems else 0
+
+
+def _faq_import_into(path: Path, content_dir: Path) -> int:
+    from faq.govbot_import import import_into
+
+    try:
+        report = import_into(path, content_dir)
+    except ValueError as exc:  # a content file that cannot be read is never overwritten
+        print(exc, file=sys.stderr)
+        return 2
+    for problem in report.problems:
+        print(problem)
+    for faq_id in report.missing:
+        print(f"{faq_id}: CSV にない行です（内容はそのまま残しています）", file=sys.stderr)
+    for written in report.written:
+        print(f"wrote {written}", file=sys.stderr)
+    print(report.summary(), file=sys.stderr)
+    return 1 if report.problems else 0
 
 
 def _settings(args: argparse.Namespace):
@@ -374,6 +394,11 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("csv", help="the CSV file")
     imp.add_argument("--out", "-o", default=None, help="YAML file to write, e.g. faq/content/faqs/imported.yaml (default: standard output)")
     imp.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    imp.add_argument(
+        "--into", default=None, metavar="CONTENT_DIR",
+        help="merge into a content folder (created if needed): faqs/<csv name>.yaml, the scenario tree from "
+        "大分類/中分類/小分類; a re-import updates entries by govbot_id",
+    )
     imp.set_defaults(func=_cmd_faq_import)
 
     def engine_args(p: argparse.ArgumentParser) -> None:

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import hashlib
 import io
 import re
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,16 +60,16 @@ def read_rows(data: bytes, path: str = "<csv>") -> tuple[list[CsvRow], list[RowP
     try:
         text, _ = decode(data)
     except UnicodeDecodeError as exc:
-        return [], [RowProblem(path, 1, "(file)", f"neither UTF-8 nor CP932: byte {exc.start}")]
+        return [], [RowProblem(path, 1, "(file)", f"UTF-8 でも CP932（Shift_JIS）でも読めません（{exc.start} バイト目）")]
     reader = csv.reader(io.StringIO(text, newline=""))
     problems: list[RowProblem] = []
     try:
         header = next(reader)
     except StopIteration:
-        return [], [RowProblem(path, 1, "(header)", "empty file")]
+        return [], [RowProblem(path, 1, "(header)", "ファイルが空です")]
     header = [h.strip() for h in header]
     if header != HEADER:
-        return [], [RowProblem(path, 1, "(header)", f"expected {','.join(HEADER)}, got {','.join(header)}")]
+        return [], [RowProblem(path, 1, "(header)", f"見出し行は {','.join(HEADER)} にしてください（この行: {','.join(header)}）")]
     rows: list[CsvRow] = []
     seen: dict[str, int] = {}
     # Row numbers are spreadsheet rows (the header is row 1), which is what staff
@@ -81,29 +83,47 @@ def read_rows(data: bytes, path: str = "<csv>") -> tuple[list[CsvRow], list[RowP
         except StopIteration:
             break
         except csv.Error as exc:
-            problems.append(RowProblem(path, start, "(row)", f"CSV error: {exc}"))
+            problems.append(RowProblem(path, start, "(row)", f"CSV として読めません: {exc}"))
             break
         if not any(cell.strip() for cell in record):
             continue
         if len(record) != len(HEADER):
-            problems.append(RowProblem(path, start, "(row)", f"expected {len(HEADER)} columns, got {len(record)}"))
+            problems.append(RowProblem(path, start, "(row)", f"列が {len(record)} 個あります（{len(HEADER)} 個にしてください）"))
             continue
         row = CsvRow(*(_restore(cell.strip()) for cell in record))
         bad = False
-        if not re.fullmatch(ID_PATTERN, row.id):
-            problems.append(RowProblem(path, start, "ID", f"invalid id {row.id!r}: use lowercase ASCII letters, digits and '-'"))
+        # IDs are kept as the ministry wrote them (1, 10, FAQ-01 …); `faq_id` maps them to ours.
+        # Two rows that differ only in case or punctuation would map to one FAQ, so they count as twins.
+        key = faq_id(row.id) if row.id else ""
+        if key and key in seen:
+            problems.append(RowProblem(path, start, "ID", f"ID {row.id!r} が重複しています（最初は {seen[key]} 行目）"))
             bad = True
-        elif row.id in seen:
-            problems.append(RowProblem(path, start, "ID", f"duplicate id {row.id!r} (first at row {seen[row.id]})"))
-            bad = True
-        for label, value in (("大分類", row.major), ("中分類", row.middle), ("問い", row.question), ("回答", row.answer)):
+        for label, value in (("ID", row.id), ("大分類", row.major), ("中分類", row.middle), ("問い", row.question), ("回答", row.answer)):
             if not value:
-                problems.append(RowProblem(path, start, label, "must not be empty"))
+                problems.append(RowProblem(path, start, label, "空欄にはできません"))
                 bad = True
         if not bad:
-            seen[row.id] = start
+            seen[key] = start
             rows.append(row)
     return rows, problems
+
+
+def _id_key(raw: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", unicodedata.normalize("NFKC", raw).lower()).strip("-")
+
+
+def faq_id(govbot_id: str) -> str:
+    """Our FAQ id for an ID as a ministry writes it: `FAQ_01` → `faq-01`, `1` → `govbot-1`.
+
+    Lowercase ASCII letters, digits and '-' as ID_PATTERN asks; an ID that would be too short,
+    or has no ASCII at all (e.g. 「子育て一」), gets a `govbot-` prefix (and a short hash), so
+    the same CSV always maps to the same ids and re-imports find their entries again."""
+    key = _id_key(govbot_id)
+    hashed = not re.search(r"[a-z0-9]", key)
+    if hashed:
+        key = hashlib.sha1(govbot_id.encode("utf-8")).hexdigest()[:10]
+    candidate = key if re.fullmatch(ID_PATTERN, key) and not key.isdigit() and not hashed else f"govbot-{key}"
+    return candidate[:80].rstrip("-")
 
 
 def _restore(cell: str) -> str:
@@ -115,7 +135,7 @@ def _restore(cell: str) -> str:
 
 def faq_to_row(faq: FAQ) -> CsvRow:
     category = list(faq.category) + ["", "", ""]
-    return CsvRow(faq.id, category[0], category[1], category[2], faq.question, faq.answer.strip())
+    return CsvRow(faq.govbot_id or faq.id, category[0], category[1], category[2], faq.question, faq.answer.strip())
 
 
 def write_rows(rows: list[CsvRow]) -> bytes:
@@ -143,17 +163,29 @@ def rows_to_yaml(rows: list[CsvRow], source_name: str, today: dt.date | None = N
     today = today or dt.date.today()
     entries = []
     for row in rows:
-        entries.append(
-            {
-                "id": row.id,
-                "question": row.question,
-                "alt_questions": [],
-                "answer": row.answer,
-                "category": [c for c in (row.major, row.middle, row.minor) if c],
-                "source": {"document": IMPORT_SCHEME + source_name, "section": row.major},
-                "updated": today.isoformat(),
-            }
-        )
+        entries.append(row_entry(row, source_name, today))
+    return dump_entries(entries)
+
+
+def row_category(row: CsvRow) -> list[str]:
+    return [c for c in (row.major, row.middle, row.minor) if c]
+
+
+def row_entry(row: CsvRow, source_name: str, today: dt.date) -> dict:
+    """A new FAQ entry for an imported row; staff add paraphrases and tags later."""
+    return {
+        "id": faq_id(row.id),
+        "govbot_id": row.id,
+        "question": row.question,
+        "alt_questions": [],
+        "answer": row.answer,
+        "category": row_category(row),
+        "source": {"document": IMPORT_SCHEME + source_name, "section": row.major},
+        "updated": today.isoformat(),
+    }
+
+
+def dump_entries(entries: list[dict]) -> str:
     return yaml.dump(entries, Dumper=_LiteralDumper, allow_unicode=True, sort_keys=False, width=1000)
 
 

@@ -59,6 +59,9 @@ class Deadline(Strict):
 
 class FAQ(Strict):
     id: str = Field(pattern=ID_PATTERN)
+    # The ID as a ministry's Govbot CSV wrote it (1, 10, FAQ-01 …): re-imports update by it,
+    # and the CSV export writes it back.
+    govbot_id: str | None = Field(default=None, min_length=1, max_length=200)
     question: str = Field(min_length=1, max_length=300)
     alt_questions: list[str] = Field(default_factory=list)
     answer: str = Field(min_length=1, max_length=4000)

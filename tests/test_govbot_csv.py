@@ -55,7 +55,7 @@ def test_round_trip_through_yaml_and_back():
 def test_bad_rows_are_reported_with_their_row_numbers():
     bad = ROWS + [
         ["kosodate-001", "子育て", "手当", "", "重複", "重複です。"],  # row 5: duplicate
-        ["Bad ID", "子育て", "手当", "", "質問", "回答"],  # row 6
+        ["Kosodate_001", "子育て", "手当", "", "質問", "回答"],  # row 6: maps to kosodate-001 too
         ["ok-7", "子育て", "", "", "質問", ""],  # row 7: two empty cells
         ["ok-8", "子育て"],  # row 8: short
     ]
@@ -78,7 +78,7 @@ def test_row_numbers_are_spreadsheet_rows_not_physical_lines():
 
 def test_wrong_header_is_refused():
     rows, problems = read_rows(csv_bytes(ROWS, header=["id", "q", "a"]), "in.csv")
-    assert rows == [] and str(problems[0]).startswith("in.csv:1: (header): expected ID,大分類")
+    assert rows == [] and str(problems[0]).startswith("in.csv:1: (header): 見出し行は ID,大分類")
 
 
 def test_cli_export_then_import_round_trips_the_shipped_content(tmp_path, shipped):
@@ -94,6 +94,99 @@ def test_cli_export_then_import_round_trips_the_shipped_content(tmp_path, shippe
 
 def test_cli_import_reports_bad_rows_and_exits_nonzero(tmp_path, capsys):
     path = tmp_path / "bad.csv"
-    path.write_bytes(csv_bytes(ROWS + [["x y", "a", "b", "", "q", "a"]], "cp932"))
+    path.write_bytes(csv_bytes(ROWS + [["x y", "a", "b", "", "q", ""]], "cp932"))
     assert main(["faq", "import", str(path), "--out", str(tmp_path / "o.yaml")]) == 1
-    assert f"{path}:5: ID: invalid id" in capsys.readouterr().out
+    assert f"{path}:5: 回答: 空欄にはできません" in capsys.readouterr().out
+
+
+# --- Govbot CSV as ministries publish it: IDs as written, the scenario tree, --into ---------------
+
+import re  # noqa: E402
+
+from faq.govbot_csv import faq_id  # noqa: E402
+from faq.schema import ID_PATTERN  # noqa: E402
+from faq.govbot_import import import_into, node_id  # noqa: E402
+from faq.loader import load_knowledge_base  # noqa: E402
+
+MINISTRY = [
+    ["1", "子育て", "手当", "", "児童手当はいつ振り込まれますか。", "原則として2月、4月、6月、8月、10月、12月です。"],
+    ["10", "防災", "避難", "避難所", "避難所はどこですか。", "市のホームページで確認できます。"],
+    ["FAQ_Ab-3", "子育て", "保育", "", "保育園の申込みは？", "市役所2階の窓口で受け付けます。"],
+    ["子育て四", "子育て", "保育", "", "一時預かりはありますか。", "あります。"],
+]
+
+
+def test_ids_as_ministries_write_them_map_to_valid_stable_ids():
+    ids = [faq_id(raw) for raw in ("1", "10", "FAQ_Ab-3", "Ｑ１２", "子育て四", "子育て五", "a")]
+    assert ids[:4] == ["govbot-1", "govbot-10", "faq-ab-3", "q12"]
+    assert ids[4] != ids[5] and all(i.startswith("govbot-") for i in ids[4:])
+    assert all(re.fullmatch(ID_PATTERN, i) for i in ids)
+    assert faq_id("子育て四") == ids[4]  # the same ID always maps to the same FAQ
+
+
+def test_import_into_an_empty_folder_makes_a_content_folder_that_passes_the_check(tmp_path):
+    csv_path = tmp_path / "city.csv"
+    csv_path.write_bytes(csv_bytes(MINISTRY, "cp932"))
+    content = tmp_path / "content"
+    report = import_into(csv_path, content, dt.date(2026, 12, 1))
+    assert report.problems == [] and len(report.added) == 4
+    result = load_knowledge_base(content)
+    assert result.problems == []
+    faqs = {f.govbot_id: f for f in result.kb.faqs}
+    assert set(faqs) == {"1", "10", "FAQ_Ab-3", "子育て四"}
+    assert faqs["10"].category == ["防災", "避難", "避難所"] and faqs["10"].id == "govbot-10"
+    # The scenario tree is Govbot's 大分類 › 中分類 › 小分類.
+    titles = {node.title: node for node in result.kb.tree}
+    assert set(titles) == {"子育て", "防災"}
+    assert [c.title for c in titles["子育て"].children] == ["手当", "保育"]
+    assert titles["防災"].children[0].children[0].id == node_id(("防災", "避難", "避難所"))
+    # The export writes the ministry's IDs back.
+    rows, _ = read_rows(export_csv(result.kb.faqs))
+    assert [r.id for r in rows] == ["1", "10", "FAQ_Ab-3", "子育て四"]
+
+
+def test_reimport_updates_by_govbot_id_and_keeps_what_staff_added(tmp_path, capsys):
+    csv_path = tmp_path / "city.csv"
+    csv_path.write_bytes(csv_bytes(MINISTRY))
+    content = tmp_path / "content"
+    assert main(["faq", "import", str(csv_path), "--into", str(content)]) == 0
+    faq_file = content / "faqs" / "city.yaml"
+    # Staff add a paraphrase by hand, then the ministry publishes a new CSV:
+    # one answer changed, one row gone, one row new, one in a new 中分類.
+    entries = yaml.safe_load(faq_file.read_text(encoding="utf-8"))
+    entries[0]["alt_questions"] = ["児童手当の振込日"]
+    faq_file.write_text(yaml.safe_dump(entries, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    newer = [MINISTRY[0][:5] + ["原則として偶数月です。"], MINISTRY[1], MINISTRY[2],
+             ["11", "防災", "備蓄", "", "備蓄は何日分？", "3日分以上が目安です。"]]
+    csv_path.write_bytes(csv_bytes(newer))
+    capsys.readouterr()
+    report = import_into(csv_path, content, dt.date(2026, 12, 2))
+    assert report.added == ["govbot-11"] and report.updated == ["govbot-1"]
+    assert sorted(report.unchanged) == ["faq-ab-3", "govbot-10"]
+    assert report.missing == [faq_id("子育て四")]  # kept, and reported
+    result = load_knowledge_base(content)
+    assert result.problems == []
+    faqs = {f.govbot_id: f for f in result.kb.faqs}
+    assert len(result.kb.faqs) == 5  # nothing duplicated, nothing deleted
+    assert faqs["1"].answer == "原則として偶数月です。" and faqs["1"].alt_questions == ["児童手当の振込日"]
+    assert faqs["1"].updated == dt.date(2026, 12, 2) and faqs["10"].updated != dt.date(2026, 12, 2)
+    assert "備蓄" in [c.title for n in result.kb.tree if n.title == "防災" for c in n.children]
+
+
+def test_import_never_overwrites_a_content_file_it_cannot_read(tmp_path, capsys):
+    csv_path = tmp_path / "city.csv"
+    csv_path.write_bytes(csv_bytes(MINISTRY))
+    content = tmp_path / "content"
+    (content / "faqs").mkdir(parents=True)
+    broken = content / "faqs" / "city.yaml"
+    broken.write_text("- id: x\n  question: [unclosed\n", encoding="utf-8")
+    assert main(["faq", "import", str(csv_path), "--into", str(content)]) == 2
+    assert broken.read_text(encoding="utf-8") == "- id: x\n  question: [unclosed\n"
+    assert "読めないため取り込みを中止しました" in capsys.readouterr().err
+
+
+def test_a_csv_with_a_wrong_header_changes_nothing(tmp_path):
+    csv_path = tmp_path / "city.csv"
+    csv_path.write_bytes(csv_bytes(MINISTRY, header=["id", "q", "a"]))
+    report = import_into(csv_path, tmp_path / "content")
+    assert report.problems and not (tmp_path / "content").exists()
