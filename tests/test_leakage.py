@@ -11,10 +11,9 @@ import pytest
 
 from tests.leakage import ROOT, code_lines, faq_phrases, near, read_queries, verbatim
 
-DEV = ROOT.parent / "shared" / "eval" / "dev.jsonl"
-# In a worktree the clone's parent is not where shared/ lives; the main checkout's is.
-if not DEV.exists():
-    DEV = Path("/work/shared/eval/dev.jsonl")
+# CI keeps shared/ beside the clone; a git worktree sits deeper, so look up the parents too.
+DEV = next((p / "shared" / "eval" / "dev.jsonl" for p in ROOT.parents if (p / "shared" / "eval" / "dev.jsonl").exists()),
+           ROOT.parent / "shared" / "eval" / "dev.jsonl")
 SETS = [DEV] + sorted((ROOT / "tests" / "eval").glob("*.jsonl"))
 NEAR = 0.8
 
