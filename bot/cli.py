@@ -31,6 +31,17 @@ def _cmd_faq_coverage(args: argparse.Namespace) -> int:
     from faq.coverage import coverage, format_table
 
     result = load_knowledge_base(args.dir, args.sources)
+    if args.facts:
+        from faq.facts import fact_coverage, format_facts, summary
+
+        facts = fact_coverage(result.kb)
+        if args.json:
+            rows = [{"kind": f.kind, "value": f.value, "places": [{"document": d, "line": n} for d, n in f.places],
+                     "faqs": f.faqs} for f in facts if not (args.zero and f.faqs)]
+            print(json.dumps({"summary": summary(facts), "facts": rows}, ensure_ascii=False, indent=1))
+        else:
+            print(format_facts([f for f in facts if not (args.zero and f.faqs)]))
+        return 0
     rows = coverage(result.kb)
     if args.json:
         print(json.dumps([row.__dict__ for row in rows], ensure_ascii=False, indent=1))
@@ -379,9 +390,12 @@ def build_parser() -> argparse.ArgumentParser:
     content_args(check, positional=True)
     check.set_defaults(func=_cmd_faq_check)
 
-    cov = faq_commands.add_parser("coverage", help="FAQs per section of each source document")
+    cov = faq_commands.add_parser("coverage", help="FAQs per section of each source document, or (--facts) per fact")
     content_args(cov)
-    cov.add_argument("--zero", action="store_true", help="only sections without FAQs")
+    cov.add_argument("--facts", action="store_true",
+                     help="every figure, date, amount, phone number, e-mail address, URL and named programme in the "
+                          "documents with the FAQs that hold it; facts held by no FAQ first")
+    cov.add_argument("--zero", action="store_true", help="only sections (or facts) without FAQs")
     cov.add_argument("--json", action="store_true", help="machine-readable output")
     cov.set_defaults(func=_cmd_faq_coverage)
 

@@ -16,6 +16,7 @@ from index.engine import SearchEngine, SearchResult
 
 from .deadlines import Clock, DeadlineStatus, deadline_status, format_date, tokyo_now
 from .places import PlaceIndex
+from .question_type import asked_fact, fact_line
 from .records import RecordStore
 from .session import Session, SessionStore
 
@@ -84,6 +85,7 @@ class Reply:
     sources: list[dict] = field(default_factory=list)
     related: list[dict] = field(default_factory=list)
     choices: list[dict] = field(default_factory=list)  # clarifying buttons: {"label", "query"}
+    highlight: str | None = None  # the line of the answer holding the fact asked for (phone, date, amount, count)
     session_id: str | None = None
     query_id: int | None = None  # the query-log row, for feedback
 
@@ -139,16 +141,26 @@ class Bot:
         return [deadline_status(d, today) for d in faq.deadlines]
 
     def source_of(self, faq: FAQ) -> dict:
+        return self.kb_source(faq.source.document, faq.source.section, faq.source.line) | {
+            "updated": faq.updated.isoformat(), "updated_label": format_date(faq.updated, wareki=False)}
+
+    def kb_source(self, document: str, section: str, line: int | None) -> dict:
+        """A citation with its label ("document title › section", the section only when it is not the
+        title itself) and the page that shows the passage (/sources/{document}#L{line})."""
+        title = self.kb.document_title(document)
+        same = unicodedata.normalize("NFKC", section).strip() == unicodedata.normalize("NFKC", title).strip()
         return {
-            "document": faq.source.document,
-            "title": self.kb.document_title(faq.source.document),
-            "section": faq.source.section,
-            "line": faq.source.line,
-            "updated": faq.updated.isoformat(),
+            "document": document,
+            "title": title,
+            "section": section,
+            "line": line,
+            "label": title if same or not section else f"{title} › {section}",
+            "url": f"/sources/{document}" + (f"#L{line}" if line else ""),
+            "updated": None,
         }
 
-    def answer_text(self, faq: FAQ) -> str:
-        """The answer card as plain text: answer, dates, contacts, source."""
+    def card_lines(self, faq: FAQ) -> list[str]:
+        """The answer card's text without its source line: answer, dates, contacts."""
         lines = [faq.answer.strip()]
         statuses = self.deadline_statuses(faq)
         if statuses:
@@ -156,9 +168,17 @@ class Bot:
         contacts = [self.kb.contacts[c] for c in faq.contacts if c in self.kb.contacts]
         if contacts:
             lines += ["", "【問合せ先】", *(contact_line(c) for c in contacts)]
+        return lines
+
+    def answer_text(self, faq: FAQ) -> str:
+        """The answer card as plain text: answer, dates, contacts, source."""
         src = self.source_of(faq)
-        lines += ["", f"出典: {src['title']}「{src['section']}」 (更新 {format_date(faq.updated, wareki=False)})"]
-        return "\n".join(lines)
+        source = f"出典: {src['label']} (更新 {src['updated_label']})"
+        return "\n".join([*self.card_lines(faq), "", source])
+
+    def highlight(self, text: str, faq: FAQ) -> str | None:
+        """The card's line holding the fact the question asks for, when it is one line of several."""
+        return fact_line("\n".join(self.card_lines(faq)), asked_fact(text))
 
     def consultation_contacts(self, session: Session | None = None) -> list[Contact]:
         """行政苦情110番, the internet form, and the person's きくみみ office when a place was named."""
@@ -226,6 +246,8 @@ class Bot:
         text = _clean(text or "")
         reply = self._decide(text, session)
         reply = _with(reply, session_id=session.id)
+        if reply.kind == "answer" and reply.faq_id:
+            reply = _with(reply, highlight=self.highlight(text, self.kb.get(reply.faq_id)))
         self.sessions.record(session, text, reply.faq_id or reply.kind)
         if self.records is not None and text and reply.kind != "refused":
             query_id = self.records.log_query(
@@ -322,8 +344,7 @@ class Bot:
             confidence=1.0,
             message=office.name,
             contacts=[office.model_dump(exclude_none=True)],
-            sources=[{"document": office.source.document, "title": self.kb.document_title(office.source.document),
-                      "section": office.source.section, "line": office.source.line, "updated": None}],
+            sources=[self.kb_source(office.source.document, office.source.section, office.source.line)],
         )
 
     @staticmethod

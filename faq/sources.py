@@ -55,6 +55,14 @@ class SourceDoc:
     def top_sections(self) -> list[Section]:
         return [s for s in self.sections if s.level == 1]
 
+    @cached_property
+    def passages(self) -> list[tuple[int, int]]:
+        """(first, last) line of each run between one heading or titled part and the next: the
+        passage a citation's line falls in is what the sources page marks."""
+        starts = sorted({1, *(s.line for s in self.sections if 1 <= s.line <= len(self.lines))})
+        ends = [line - 1 for line in starts[1:]] + [len(self.lines)]
+        return [(a, b) for a, b in zip(starts, ends) if a <= b]
+
     def has_section(self, title: str) -> bool:
         key = section_key(title)
         return any(section_key(s.title) == key for s in self.sections)

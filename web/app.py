@@ -390,12 +390,13 @@ def create_app(settings: Settings, bot: Bot | None = None) -> FastAPI:
         for hit in result.hits:
             faq = current.get(hit.faq_id)
             text = (faq.question + faq.answer).casefold()
+            source = bot.source_of(faq)
             hits.append(
                 SearchHitPublic(
                     faq_id=faq.id, question=faq.question, answer=faq.answer, category=faq.category, program=faq.program,
                     score=round(hit.score, 4), matched_terms=[t for t in dict.fromkeys(terms) if t in text],
                     document_title=current.document_title(faq.source.document), section=faq.source.section,
-                    updated=faq.updated.isoformat(),
+                    source_label=source["label"], source_url=source["url"], updated=faq.updated.isoformat(),
                 )
             )
         return SearchResponse(query=q, confidence=round(result.confidence, 4), band=result.band, hits=hits)
@@ -424,6 +425,23 @@ def create_app(settings: Settings, bot: Bot | None = None) -> FastAPI:
         faq = faq_public(faq_id)
         card = state.bot.answer_reply(kb_now().get(faq_id), None, 1.0, "answer").to_dict() if state.bot else None
         return templates.TemplateResponse(request, "faq.html", {"faq": faq, "card": card})
+
+    @app.get("/sources", response_class=HTMLResponse)
+    def sources_index(request: Request) -> HTMLResponse:
+        """The shipped documents every answer cites."""
+        docs = sorted(kb_now().sources.values(), key=lambda d: d.name)
+        return templates.TemplateResponse(request, "sources.html", {"docs": docs, "doc": None})
+
+    @app.get("/sources/{document}", response_class=HTMLResponse, responses={**page_errors, **documented(404, page=True)})
+    def source_page(request: Request, document: str) -> HTMLResponse:
+        """One document with a line anchor on every line (#L12). The passage holding the linked line
+        is marked by the stylesheet (:target), so the page needs no script and no query string."""
+        doc = kb_now().sources.get(document)
+        if doc is None:
+            raise HTTPException(status_code=404, detail=f"資料「{document}」は見つかりません。")
+        lines = doc.lines
+        parts = [[(n, lines[n - 1]) for n in range(first, last + 1)] for first, last in doc.passages]
+        return templates.TemplateResponse(request, "sources.html", {"doc": doc, "parts": parts, "docs": None})
 
     from .staff import register_staff
 

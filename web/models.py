@@ -37,6 +37,8 @@ class AskResponse(BaseModel):
     sources: list[dict] = []
     related: list[dict] = []
     choices: list[dict] = []
+    highlight: str | None = Field(None, description="The line of the answer that holds the fact asked for "
+                                  "(a phone number, a date, an amount, a count), shown first on the card")
     session_id: str | None = None
     query_id: int | None = None
 
@@ -87,6 +89,8 @@ class SearchHitPublic(BaseModel):
     matched_terms: list[str] = Field(description="Query words found in this FAQ, for highlighting")
     document_title: str
     section: str
+    source_label: str = Field("", description="「document title › section」, as the answer card shows it")
+    source_url: str = Field("", description="/sources/{document}#L{line}: the cited passage in the document")
     updated: str
 
 

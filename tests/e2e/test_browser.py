@@ -199,3 +199,40 @@ def test_phone_width(server, browser):
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
     shot(page, "phone")
     context.close()
+
+
+def test_the_source_link_opens_the_marked_passage(server, page):
+    page.goto(server + "/")
+    ask(page, "自治体DXアクセラレータは何人いる")
+    card = page.locator("#transcript article.reply-answer").last
+    card.wait_for()
+    # The line with the count comes first and is marked in the text.
+    assert card.locator(".highlight mark").count() == 1 and card.locator(".answer mark").count() == 1
+    link = card.locator("p.source a")
+    href = link.get_attribute("href")
+    assert re.fullmatch(r"/sources/[0-9a-z_]+\.txt#L\d+", href), href
+    assert card.inner_text().count("出典") == 1 and "「「" not in card.inner_text()
+    link.click()
+    page.wait_for_url(re.compile(r".*/sources/.*#L\d+$"))
+    target = page.locator("p.line:target")
+    assert target.count() == 1 and target.get_attribute("id") == href.split("#")[1]
+    marked = page.evaluate("getComputedStyle(document.querySelector('p.line:target').parentElement).backgroundColor")
+    assert marked not in ("rgba(0, 0, 0, 0)", "transparent"), marked
+    assert page.evaluate("document.querySelectorAll('.passage').length > 1")
+    unmarked = page.evaluate("getComputedStyle(document.querySelector('.passage:not(:has(:target))')).backgroundColor")
+    assert unmarked == "rgba(0, 0, 0, 0)"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "source_passage.png"))  # the viewport: the document is thousands of lines
+    axe(page, "source_passage")
+
+
+def test_the_server_rendered_card_links_its_source(server, browser):
+    context = browser.new_context(java_script_enabled=False, locale="ja-JP")
+    page = context.new_page()
+    page.goto(server + "/?q=" + "自治体DXアクセラレータは何人いる")
+    card = page.locator("article.reply-answer")
+    assert card.locator(".highlight mark").count() == 1
+    card.locator("p.source a").click()
+    page.wait_for_url(re.compile(r".*/sources/.*#L\d+$"))
+    assert page.locator("p.line:target").count() == 1
+    context.close()

@@ -22,7 +22,29 @@
 
   function render(reply) {
     var card = el("article", "bot reply-" + reply.kind);
-    card.appendChild(el("div", "answer", reply.answer));
+    // The 出典 line of the text becomes a link; the line holding the asked fact comes first and is marked.
+    var body = reply.answer, cut = body.lastIndexOf("\n\n出典: ");
+    if (cut >= 0 && reply.sources && reply.sources.length) body = body.slice(0, cut);
+    if (reply.highlight) {
+      var hl = el("p", "highlight");
+      hl.appendChild(el("strong", null, "お尋ねの点:"));
+      hl.appendChild(document.createTextNode(" "));
+      hl.appendChild(el("mark", null, reply.highlight));
+      card.appendChild(hl);
+    }
+    var answer = el("div", "answer");
+    body.split("\n").forEach(function (line, i) {
+      if (i) answer.appendChild(document.createTextNode("\n"));
+      answer.appendChild(reply.highlight && line.trim() === reply.highlight ? el("mark", null, line) : document.createTextNode(line));
+    });
+    card.appendChild(answer);
+    (reply.sources || []).forEach(function (s) {
+      var p = el("p", "source", "出典: "), a = el("a", null, s.label || s.title);
+      a.href = s.url;
+      p.appendChild(a);
+      if (s.updated_label) p.appendChild(document.createTextNode(" (更新 " + s.updated_label + ")"));
+      card.appendChild(p);
+    });
     var options = reply.choices.length ? reply.choices.map(function (c) { return { label: c.label, query: c.query }; })
       : reply.kind === "candidates" ? reply.candidates.map(function (c) { return { label: c.question, query: c.question }; }) : [];
     if (options.length) {

@@ -38,7 +38,11 @@
       var li = el("li", "result"); li.tabIndex = -1;
       var title = el("a", null); title.href = "/faqs/" + h.faq_id; title.appendChild(highlight(h.question, h.matched_terms));
       li.appendChild(title);
-      li.appendChild(el("p", "meta", h.category.join(" › ") + "｜出典: " + h.document_title + "「" + h.section + "」｜更新 " + h.updated + "｜スコア " + h.score.toFixed(3)));
+      var meta = el("p", "meta", h.category.join(" › ") + "｜出典: "), src = el("a", null, h.source_label);
+      src.href = h.source_url;
+      meta.appendChild(src);
+      meta.appendChild(document.createTextNode("｜更新 " + h.updated + "｜スコア " + h.score.toFixed(3)));
+      li.appendChild(meta);
       var answer = el("p", "answer"); answer.appendChild(highlight(h.answer, h.matched_terms)); li.appendChild(answer);
       var copy = el("button", "button", "回答をコピー"); copy.type = "button";
       copy.addEventListener("click", function () { navigator.clipboard && navigator.clipboard.writeText(h.question + "\n" + h.answer).then(function () { copy.textContent = "コピーしました"; }); });
