@@ -15,6 +15,8 @@ never hides the rest of the report.
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import hashlib
 import re
 from collections.abc import Iterable, Iterator
@@ -25,6 +27,8 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from .govbot_csv import IMPORT_SCHEME
+from .history import committed_entries, stale_updated
+from .schedule import in_force, tokyo_today
 from .schema import FAQ, Contact, ScenarioNode, SourcesFile, SynonymGroup
 from .sources import SourceDoc, default_sources_dir, load_sources
 from .messages import field_message
@@ -48,6 +52,9 @@ class KnowledgeBase:
 
     def __post_init__(self) -> None:
         self.by_id = {faq.id: faq for faq in self.faqs}
+        self.has_schedule = any(faq.publish_from or faq.valid_until for faq in self.faqs)
+        # The view of the last day asked for, and its ids: search asks on every query.
+        self._served: tuple[dt.date, KnowledgeBase, set[str] | None] | None = None
 
     def get(self, faq_id: str) -> FAQ | None:
         return self.by_id.get(faq_id)
@@ -62,6 +69,23 @@ class KnowledgeBase:
                 return nodes
         return None
 
+    def in_force(self, today: dt.date) -> "KnowledgeBase":
+        """The knowledge base as residents see it on `today`: without the FAQs not yet
+        published or retired (faq/schedule.py). Itself when nothing is scheduled."""
+        return self._view(today)[0]
+
+    def in_force_ids(self, today: dt.date) -> set[str] | None:
+        """Ids of the FAQs in force on `today`; None when every FAQ is (nothing to leave out)."""
+        return self._view(today)[1]
+
+    def _view(self, today: dt.date) -> tuple["KnowledgeBase", set[str] | None]:
+        if not self.has_schedule:
+            return self, None
+        if self._served is None or self._served[0] != today:
+            view = dataclasses.replace(self, faqs=[faq for faq in self.faqs if in_force(faq, today)])
+            self._served = (today, view, None if len(view.faqs) == len(self.faqs) else set(view.by_id))
+        return self._served[1], self._served[2]
+
     def faqs_under(self, titles: tuple[str, ...]) -> list[FAQ]:
         return [faq for faq in self.faqs if tuple(faq.category[: len(titles)]) == titles]
 
@@ -69,7 +93,10 @@ class KnowledgeBase:
         """Fingerprint of everything the index depends on (FAQ text and synonyms)."""
         digest = hashlib.sha256()
         for faq in sorted(self.faqs, key=lambda f: f.id):
-            digest.update(faq.model_dump_json().encode())
+            # Unset schedule dates leave the fingerprint as it was before they existed (no
+            # rebuild for them); set ones change it, so a reload builds and every worker follows.
+            unset = {name for name in ("publish_from", "valid_until") if getattr(faq, name) is None}
+            digest.update(faq.model_dump_json(exclude=unset).encode())
         for group in self.synonyms:
             digest.update(group.model_dump_json().encode())
         return digest.hexdigest()
@@ -83,6 +110,8 @@ class KnowledgeBase:
 class LoadResult:
     kb: KnowledgeBase
     problems: list[Problem]
+    # Worth a look, never a reason to refuse the content (`govfaq faq check` exits 0 on them).
+    warnings: list[Problem] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -160,9 +189,19 @@ def _read_list(path: Path, model: type[M], problems: list[Problem]) -> list[tupl
     return [(entry, index, shown, doc) for entry, index in _validate_items(model, doc, shown, problems)]
 
 
-def load_knowledge_base(content_dir: Path | str = CONTENT_DIR, sources_dir: Path | None = None) -> LoadResult:
+def load_knowledge_base(
+    content_dir: Path | str = CONTENT_DIR,
+    sources_dir: Path | None = None,
+    compare_with_commit: bool = False,
+    today: dt.date | None = None,
+) -> LoadResult:
+    """`compare_with_commit`: warn about answers changed since the last git commit while
+    their `updated` date was not (faq/history.py); `today` is the date offered instead."""
     content_dir = Path(content_dir)
     problems: list[Problem] = []
+    warnings: list[Problem] = []
+    committed = committed_entries(content_dir) if compare_with_commit and content_dir.is_dir() else None
+    today = today or tokyo_today()
     if not content_dir.is_dir():
         problems.append(Problem(str(content_dir), 1, "(folder)", "内容のフォルダが見つかりません"))
 
@@ -242,6 +281,9 @@ def load_knowledge_base(content_dir: Path | str = CONTENT_DIR, sources_dir: Path
                 )
             entry_problems += _source_problems(faq.source, sources, shown, lambda *w: at("source", *w))
             problems.extend(entry_problems)
+            stale = stale_updated(faq, committed.get(faq.id), today) if committed else None
+            if stale:
+                warnings.append(Problem(shown, at("updated"), "updated", stale))
             faqs.append(faq)
             locations[faq.id] = (shown, line)
 
@@ -258,7 +300,8 @@ def load_knowledge_base(content_dir: Path | str = CONTENT_DIR, sources_dir: Path
 
     kb = KnowledgeBase(faqs, contacts, tree, synonyms, sources, catalogue, content_dir, locations)
     problems.sort(key=lambda p: (p.path, p.line))  # read like a compiler's report, file by file
-    return LoadResult(kb, problems)
+    warnings.sort(key=lambda p: (p.path, p.line))
+    return LoadResult(kb, problems, warnings)
 
 
 def _source_problems(source, sources: dict[str, SourceDoc], shown: str, at, prefix: str = "source") -> list[Problem]:
