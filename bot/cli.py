@@ -12,19 +12,58 @@ from faq.loader import CONTENT_DIR, load_knowledge_base
 
 
 def _cmd_faq_check(args: argparse.Namespace) -> int:
+    """Errors on standard output (one per line; exit 1 if any); warnings, what is
+    scheduled and the summary on standard error (they never change the exit code)."""
+    from faq.schedule import scheduled
+
     started = time.perf_counter()
-    result = load_knowledge_base(args.dir, args.sources)
+    today = args.today or _tokyo_today()
+    result = load_knowledge_base(args.dir, args.sources, compare_with_commit=True, today=today)
     elapsed = time.perf_counter() - started
     for problem in result.problems:
         print(problem)
+    if result.warnings:
+        print(f"警告 {len(result.warnings)} 件（終了コードには影響しません）:", file=sys.stderr)
+        for warning in result.warnings:
+            print(warning, file=sys.stderr)
+    rows = scheduled(result.kb, today)
+    if rows:
+        _print_scheduled(rows, today, file=sys.stderr)
     kb = result.kb
     nodes = len(kb.category_titles())
     summary = (
         f"{len(kb.faqs)} FAQs, {len(kb.contacts)} contacts, {nodes} scenario nodes, "
-        f"{len(kb.synonyms)} synonym groups: {len(result.problems)} problem(s) in {elapsed:.2f} s"
+        f"{len(kb.synonyms)} synonym groups: {len(result.problems)} problem(s), "
+        f"{len(result.warnings)} warning(s) in {elapsed:.2f} s"
     )
     print(summary, file=sys.stderr)
     return 1 if result.problems else 0
+
+
+def _tokyo_today():
+    from faq.schedule import tokyo_today
+
+    return tokyo_today()
+
+
+def _print_scheduled(rows, today, file=None) -> None:
+    print(f"掲載期間のある FAQ {len(rows)} 件（{today.isoformat()} 現在）:", file=file)
+    for row in rows:
+        print(f"  {row}", file=file)
+
+
+def _cmd_faq_scheduled(args: argparse.Namespace) -> int:
+    from faq.schedule import scheduled
+
+    today = args.today or _tokyo_today()
+    rows = scheduled(load_knowledge_base(args.dir, args.sources).kb, today)
+    if args.json:
+        print(json.dumps([row.__dict__ for row in rows], ensure_ascii=False, indent=1, default=str))
+    elif rows:
+        _print_scheduled(rows, today)
+    else:
+        print("掲載期間（publish_from / valid_until）のある FAQ はありません", file=sys.stderr)
+    return 0
 
 
 def _cmd_faq_coverage(args: argparse.Namespace) -> int:
@@ -202,7 +241,9 @@ def _cmd_scenario(args: argparse.Namespace) -> int:
     from bot.scenario import scenario_view
     from faq.loader import load_knowledge_base
 
-    kb = load_knowledge_base(_settings(args).content_dir).kb
+    from faq.schedule import tokyo_today
+
+    kb = load_knowledge_base(_settings(args).content_dir).kb.in_force(tokyo_today())
     view = scenario_view(kb, args.node)
     if view is None:
         print(f"error: no scenario node {args.node!r}; `govfaq scenario` lists the fields", file=sys.stderr)
@@ -372,6 +413,15 @@ def _cmd_loadtest(args: argparse.Namespace) -> int:
     return 0 if report["ok"] else 1
 
 
+def _iso_date(text: str):
+    import datetime as dt
+
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"日付の形が正しくありません（例: 2026-02-20）: {text}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="govfaq", description="Govbot-style FAQ service for Japanese public administration")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -386,9 +436,27 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--dir", default=CONTENT_DIR, type=Path, help="content folder (default: shipped content)")
         p.add_argument("--sources", type=Path, default=None, help="folder of source documents (default: faq/sources)")
 
-    check = faq_commands.add_parser("check", help="validate every file; one line per problem as path:line: field: message")
+    def today_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--today", type=_iso_date, default=None, metavar="YYYY-MM-DD",
+            help="the day to judge publish_from / valid_until against (default: today in Asia/Tokyo)",
+        )
+
+    check = faq_commands.add_parser(
+        "check", help="validate every file; one line per problem as path:line: field: message; "
+        "warnings (an answer changed since the last git commit while updated did not) and what is scheduled on stderr",
+    )
     content_args(check, positional=True)
+    today_arg(check)
     check.set_defaults(func=_cmd_faq_check)
+
+    sched = faq_commands.add_parser(
+        "scheduled", help="FAQs with publish_from / valid_until: 公開前 (not yet served), 掲載中, 掲載終了 (retired)"
+    )
+    content_args(sched, positional=True)
+    today_arg(sched)
+    sched.add_argument("--json", action="store_true", help="machine-readable output")
+    sched.set_defaults(func=_cmd_faq_scheduled)
 
     cov = faq_commands.add_parser("coverage", help="FAQs per section of each source document, or (--facts) per fact")
     content_args(cov)

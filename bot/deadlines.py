@@ -3,19 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
 from dataclasses import dataclass
-from zoneinfo import ZoneInfo
 
+from faq.schedule import TOKYO, Clock, tokyo_now  # noqa: F401 - one clock for deadlines and scheduled FAQs
 from faq.schema import Deadline
 
-TOKYO = ZoneInfo("Asia/Tokyo")
 WEEKDAYS = "月火水木金土日"
-Clock = Callable[[], dt.datetime]
-
-
-def tokyo_now() -> dt.datetime:
-    return dt.datetime.now(TOKYO)
 
 
 def wareki_year(year: int) -> str:

@@ -11,6 +11,7 @@ import re
 import unicodedata
 from dataclasses import asdict, dataclass, field, replace
 
+from faq.loader import KnowledgeBase
 from faq.schema import FAQ, Contact
 from index.engine import SearchEngine, SearchResult
 
@@ -136,6 +137,10 @@ class Bot:
     def today(self) -> dt.date:
         return self.clock().date()
 
+    def served(self) -> KnowledgeBase:
+        """The FAQs in force today (publish_from / valid_until): what residents may be shown."""
+        return self.kb.in_force(self.today())
+
     def deadline_statuses(self, faq: FAQ) -> list[DeadlineStatus]:
         today = self.today()
         return [deadline_status(d, today) for d in faq.deadlines]
@@ -199,7 +204,7 @@ class Bot:
         """Other FAQs on the same programme first, then what search ranked next."""
         ids = []
         if faq.program:
-            ids += [f.id for f in self.kb.faqs if f.program == faq.program and f.id != faq.id][:n]
+            ids += [f.id for f in self.served().faqs if f.program == faq.program and f.id != faq.id][:n]
         if result:
             ids += [h.faq_id for h in result.hits if h.faq_id != faq.id]
         out = []
@@ -287,7 +292,7 @@ class Bot:
         # Not a follow-up: a new topic resets the context.
         session.program = session.faq_id = None
 
-        result = self.engine.search(text, k=10, prefer=self.disaster_ids if disaster else None)
+        result = self.engine.search(text, k=10, prefer=self.disaster_ids if disaster else None, today=self.today())
         clarify = self._clarify(text, result, gap=CLARIFY_GAP / 2) if result.band == "answer" else None
         if clarify is not None:
             reply = clarify
@@ -355,7 +360,7 @@ class Bot:
         return next((kind for kind, pattern in _FOLLOW_UP.items() if pattern.search(short)), None)
 
     def _follow_up(self, text: str, session: Session, kind: str) -> Reply | None:
-        same = [f for f in self.kb.faqs if f.program == session.program]
+        same = [f for f in self.served().faqs if f.program == session.program]
         if not same:
             return None
         fitting = {f.id for f in same if _FITS[kind](f)}
@@ -371,7 +376,7 @@ class Bot:
                 kind="fallback", answered=False, faq_id=None, answer="\n".join(lines), band="fallback", confidence=0.0,
                 contacts=[self.kb.contacts[c].model_dump(exclude_none=True) for c in contacts[:3]],
             )
-        result = self.engine.search(f"{session.program} {text}", k=5, only=fitting)
+        result = self.engine.search(f"{session.program} {text}", k=5, only=fitting, today=self.today())
         if not result.hits:
             return None
         faq = self.kb.get(result.hits[0].faq_id)

@@ -15,7 +15,10 @@ never hides the rest of the report.
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import hashlib
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,8 +27,11 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from .govbot_csv import IMPORT_SCHEME
+from .history import committed_entries, stale_updated
+from .schedule import in_force, tokyo_today
 from .schema import FAQ, Contact, ScenarioNode, SourcesFile, SynonymGroup
 from .sources import SourceDoc, default_sources_dir, load_sources
+from .messages import field_message
 from .yamlio import Problem, YamlDocument, format_field, read_yaml
 
 CONTENT_DIR = Path(__file__).resolve().parent / "content"
@@ -46,6 +52,9 @@ class KnowledgeBase:
 
     def __post_init__(self) -> None:
         self.by_id = {faq.id: faq for faq in self.faqs}
+        self.has_schedule = any(faq.publish_from or faq.valid_until for faq in self.faqs)
+        # The view of the last day asked for, and its ids: search asks on every query.
+        self._served: tuple[dt.date, KnowledgeBase, set[str] | None] | None = None
 
     def get(self, faq_id: str) -> FAQ | None:
         return self.by_id.get(faq_id)
@@ -60,6 +69,23 @@ class KnowledgeBase:
                 return nodes
         return None
 
+    def in_force(self, today: dt.date) -> "KnowledgeBase":
+        """The knowledge base as residents see it on `today`: without the FAQs not yet
+        published or retired (faq/schedule.py). Itself when nothing is scheduled."""
+        return self._view(today)[0]
+
+    def in_force_ids(self, today: dt.date) -> set[str] | None:
+        """Ids of the FAQs in force on `today`; None when every FAQ is (nothing to leave out)."""
+        return self._view(today)[1]
+
+    def _view(self, today: dt.date) -> tuple["KnowledgeBase", set[str] | None]:
+        if not self.has_schedule:
+            return self, None
+        if self._served is None or self._served[0] != today:
+            view = dataclasses.replace(self, faqs=[faq for faq in self.faqs if in_force(faq, today)])
+            self._served = (today, view, None if len(view.faqs) == len(self.faqs) else set(view.by_id))
+        return self._served[1], self._served[2]
+
     def faqs_under(self, titles: tuple[str, ...]) -> list[FAQ]:
         return [faq for faq in self.faqs if tuple(faq.category[: len(titles)]) == titles]
 
@@ -67,7 +93,10 @@ class KnowledgeBase:
         """Fingerprint of everything the index depends on (FAQ text and synonyms)."""
         digest = hashlib.sha256()
         for faq in sorted(self.faqs, key=lambda f: f.id):
-            digest.update(faq.model_dump_json().encode())
+            # Unset schedule dates leave the fingerprint as it was before they existed (no
+            # rebuild for them); set ones change it, so a reload builds and every worker follows.
+            unset = {name for name in ("publish_from", "valid_until") if getattr(faq, name) is None}
+            digest.update(faq.model_dump_json(exclude=unset).encode())
         for group in self.synonyms:
             digest.update(group.model_dump_json().encode())
         return digest.hexdigest()
@@ -81,6 +110,8 @@ class KnowledgeBase:
 class LoadResult:
     kb: KnowledgeBase
     problems: list[Problem]
+    # Worth a look, never a reason to refuse the content (`govfaq faq check` exits 0 on them).
+    warnings: list[Problem] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -115,13 +146,13 @@ def _validate_items(
     if doc.data is None:
         return []
     if not isinstance(doc.data, list):
-        problems.append(Problem(shown, 1, "(file)", f"expected a list of entries, got {type(doc.data).__name__}"))
+        problems.append(Problem(shown, 1, "(file)", "項目の並びにしてください（どの項目も行頭の「- 」で始めます）"))
         return []
     valid = []
     for index, item in enumerate(doc.data):
         line = doc.line_of((index,))
         if not isinstance(item, dict):
-            problems.append(Problem(shown, line, f"[{index}]", "expected a mapping of fields"))
+            problems.append(Problem(shown, line, f"[{index}]", "「キー: 値」の組で書いてください（「- 」の後に id: などの項目を並べます）"))
             continue
         try:
             valid.append((model.model_validate(item), index))
@@ -136,18 +167,13 @@ def _pydantic_problems(
     out = []
     for error in exc.errors(include_url=False):
         loc = tuple(error["loc"])
+        message = field_message(error)
+        named = re.match(r"([a-z_]+): (.+)", message, re.S) if error["type"] == "value_error" else None
+        if named:
+            # A check across fields names the field it is about (schema.py): report it there.
+            loc, message = loc + (named.group(1),), named.group(2)
         where = base + loc
-        if error["type"] == "missing":
-            line = doc.line_of(base)
-        else:
-            line = doc.line_of(where)
-        message = error["msg"]
-        if error["type"] == "extra_forbidden":
-            message = "unknown field"
-        elif error["type"] == "missing":
-            message = "field required"
-        elif error["type"] in ("string_too_short", "too_short") and loc and loc[-1] in ("answer", "question"):
-            message = "must not be empty"
+        line = doc.line_of(base if error["type"] == "missing" else where)
         label = format_field(loc) if loc else "(entry)"
         out.append(Problem(shown, line, label, message))
     return out
@@ -156,18 +182,28 @@ def _pydantic_problems(
 def _read_list(path: Path, model: type[M], problems: list[Problem]) -> list[tuple[M, int, str, YamlDocument]]:
     """Valid entries of one YAML list file as (entry, index, shown path, document)."""
     shown = _display(path)
-    doc, syntax = read_yaml(path, shown)
+    doc, syntax = read_yaml(path, shown, entries=True)
     problems.extend(syntax)
     if doc is None:
         return []
     return [(entry, index, shown, doc) for entry, index in _validate_items(model, doc, shown, problems)]
 
 
-def load_knowledge_base(content_dir: Path | str = CONTENT_DIR, sources_dir: Path | None = None) -> LoadResult:
+def load_knowledge_base(
+    content_dir: Path | str = CONTENT_DIR,
+    sources_dir: Path | None = None,
+    compare_with_commit: bool = False,
+    today: dt.date | None = None,
+) -> LoadResult:
+    """`compare_with_commit`: warn about answers changed since the last git commit while
+    their `updated` date was not (faq/history.py); `today` is the date offered instead."""
     content_dir = Path(content_dir)
     problems: list[Problem] = []
+    warnings: list[Problem] = []
+    committed = committed_entries(content_dir) if compare_with_commit and content_dir.is_dir() else None
+    today = today or tokyo_today()
     if not content_dir.is_dir():
-        problems.append(Problem(str(content_dir), 1, "(folder)", "content folder not found"))
+        problems.append(Problem(str(content_dir), 1, "(folder)", "内容のフォルダが見つかりません"))
 
     # Scenario tree
     tree: list[ScenarioNode] = []
@@ -177,10 +213,10 @@ def load_knowledge_base(content_dir: Path | str = CONTENT_DIR, sources_dir: Path
         seen_nodes: dict[str, str] = {}
         for titles, node in iter_tree(tree):
             if node.id in seen_nodes:
-                problems.append(Problem(_display(tree_path), 1, "id", f"duplicate node id {node.id!r}"))
+                problems.append(Problem(_display(tree_path), 1, "id", f"シナリオの id {node.id!r} が重複しています（{seen_nodes[node.id]} と {' > '.join(titles)}）"))
             seen_nodes[node.id] = " > ".join(titles)
     else:
-        problems.append(Problem(str(tree_path), 1, "(file)", "scenario tree file missing"))
+        problems.append(Problem(str(tree_path), 1, "(file)", "シナリオの木のファイル（scenarios.yaml）がありません"))
 
     # Contacts
     contacts: dict[str, Contact] = {}
@@ -192,7 +228,7 @@ def load_knowledge_base(content_dir: Path | str = CONTENT_DIR, sources_dir: Path
             line = doc.line_of((index,))
             if contact.id in contacts:
                 problems.append(
-                    Problem(shown, line, "id", f"duplicate contact id {contact.id!r} (first at {contact_where[contact.id]})")
+                    Problem(shown, line, "id", f"問合せ先の id {contact.id!r} が重複しています（最初は {contact_where[contact.id]}）")
                 )
                 continue
             contacts[contact.id] = contact
@@ -226,25 +262,28 @@ def load_knowledge_base(content_dir: Path | str = CONTENT_DIR, sources_dir: Path
     faq_dir = content_dir / "faqs"
     faq_files = sorted(faq_dir.glob("*.yaml")) if faq_dir.is_dir() else []
     if content_dir.is_dir() and not faq_files:
-        problems.append(Problem(str(faq_dir), 1, "(folder)", "no FAQ files (faqs/*.yaml)"))
+        problems.append(Problem(str(faq_dir), 1, "(folder)", "FAQ のファイル（faqs/*.yaml）が1つもありません"))
     for path in faq_files:
         for faq, index, shown, doc in _read_list(path, FAQ, problems):
             line = doc.line_of((index,))
             at = lambda *where: doc.line_of((index, *where))  # noqa: E731
             if faq.id in locations:
                 first = "{}:{}".format(*locations[faq.id])
-                problems.append(Problem(shown, at("id"), "id", f"duplicate id {faq.id!r} (first at {first})"))
+                problems.append(Problem(shown, at("id"), "id", f"id {faq.id!r} が重複しています（最初は {first}）"))
                 continue
             entry_problems = []
             for i, contact_id in enumerate(faq.contacts):
                 if contact_id not in contacts:
-                    entry_problems.append(Problem(shown, at("contacts", i), f"contacts[{i}]", f"unknown contact id {contact_id!r}"))
+                    entry_problems.append(Problem(shown, at("contacts", i), f"contacts[{i}]", f"問合せ先 {contact_id!r} が contacts.yaml にありません"))
             if tree and tuple(faq.category) not in categories:
                 entry_problems.append(
-                    Problem(shown, at("category"), "category", f"not in the scenario tree: {' > '.join(faq.category)}")
+                    Problem(shown, at("category"), "category", f"シナリオの木（scenarios.yaml）にない分類です: {' > '.join(faq.category)}")
                 )
             entry_problems += _source_problems(faq.source, sources, shown, lambda *w: at("source", *w))
             problems.extend(entry_problems)
+            stale = stale_updated(faq, committed.get(faq.id), today) if committed else None
+            if stale:
+                warnings.append(Problem(shown, at("updated"), "updated", stale))
             faqs.append(faq)
             locations[faq.id] = (shown, line)
 
@@ -256,12 +295,13 @@ def load_knowledge_base(content_dir: Path | str = CONTENT_DIR, sources_dir: Path
         doc = sources.get(skipped.document)
         if sources and (doc is None or not doc.has_section(skipped.section)):
             problems.append(
-                Problem(_display(cat_path), 1, "skipped", f"no section {skipped.section!r} in {skipped.document}")
+                Problem(_display(cat_path), 1, "skipped", f"{skipped.document} に「{skipped.section}」という節がありません")
             )
 
     kb = KnowledgeBase(faqs, contacts, tree, synonyms, sources, catalogue, content_dir, locations)
     problems.sort(key=lambda p: (p.path, p.line))  # read like a compiler's report, file by file
-    return LoadResult(kb, problems)
+    warnings.sort(key=lambda p: (p.path, p.line))
+    return LoadResult(kb, problems, warnings)
 
 
 def _source_problems(source, sources: dict[str, SourceDoc], shown: str, at, prefix: str = "source") -> list[Problem]:
@@ -270,10 +310,10 @@ def _source_problems(source, sources: dict[str, SourceDoc], shown: str, at, pref
         return []
     doc = sources.get(source.document)
     if doc is None:
-        return [Problem(shown, at("document"), f"{prefix}.document", f"unknown document {source.document!r}")]
+        return [Problem(shown, at("document"), f"{prefix}.document", f"出典の文書 {source.document!r} が見つかりません")]
     out = []
     if not doc.has_section(source.section):
-        out.append(Problem(shown, at("section"), f"{prefix}.section", f"no section {source.section!r} in {source.document}"))
+        out.append(Problem(shown, at("section"), f"{prefix}.section", f"{source.document} に「{source.section}」という節がありません"))
     if source.line is not None and source.line > len(doc.lines):
-        out.append(Problem(shown, at("line"), f"{prefix}.line", f"line {source.line} is past the end of {source.document} ({len(doc.lines)} lines)"))
+        out.append(Problem(shown, at("line"), f"{prefix}.line", f"{source.line} 行目は {source.document} の最後（{len(doc.lines)} 行）より後です"))
     return out

@@ -1,7 +1,9 @@
 """The shape of the knowledge base: FAQ entries, contacts, the scenario tree.
 
 Strict at the boundary: every model forbids unknown fields, so a typo in a
-YAML key is reported instead of silently ignored.
+YAML key is reported instead of silently ignored. Messages raised here are
+for staff, in Japanese; a model-level check names its field first
+(`"opens: …"`), and the loader reports it against that field's line.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ class Strict(BaseModel):
 
 def _non_blank(value: str) -> str:
     if not value or not value.strip():
-        raise ValueError("must not be empty")
+        raise ValueError("空にはできません")
     return value
 
 
@@ -49,11 +51,11 @@ class Deadline(Strict):
     @model_validator(mode="after")
     def _order(self) -> "Deadline":
         if self.opens and self.opens > self.date:
-            raise ValueError("opens: must not be after date")
+            raise ValueError("opens: 受付開始日（opens）が date より後になっています")
         if self.end_time and not self.time:
-            raise ValueError("end_time: needs time")
+            raise ValueError("end_time: 終了時刻だけでは書けません。time（開始時刻）も書いてください")
         if self.end_time and self.time and self.end_time < self.time:
-            raise ValueError("end_time: must not be before time")
+            raise ValueError("end_time: 終了時刻が開始時刻（time）より前になっています")
         return self
 
 
@@ -72,6 +74,11 @@ class FAQ(Strict):
     contacts: list[str] = Field(default_factory=list)
     source: Source
     updated: dt.date
+    # Scheduled content (issue 15): served from `publish_from` and through `valid_until`
+    # (both inclusive, Asia/Tokyo). The index holds the FAQ either way; search and the
+    # pages leave it out on the days it is not in force (faq/schedule.py).
+    publish_from: dt.date | None = None
+    valid_until: dt.date | None = None
 
     _non_blank_question = field_validator("question")(_non_blank)
     _non_blank_answer = field_validator("answer")(_non_blank)
@@ -81,8 +88,16 @@ class FAQ(Strict):
     def _items_non_blank(cls, items: list[str]) -> list[str]:
         for item in items:
             if not isinstance(item, str) or not item.strip():
-                raise ValueError("items must be non-empty strings")
+                raise ValueError("空の項目があります。どの項目にも文字を書いてください")
         return [item.strip() for item in items]
+
+    @model_validator(mode="after")
+    def _schedule_order(self) -> "FAQ":
+        if self.publish_from and self.valid_until and self.publish_from > self.valid_until:
+            raise ValueError(
+                f"valid_until: 掲載終了日（{self.valid_until}）が掲載開始日 publish_from（{self.publish_from}）より前になっています"
+            )
+        return self
 
 
 class Contact(Strict):
@@ -110,7 +125,7 @@ class Contact(Strict):
     @classmethod
     def _email(cls, value: str | None) -> str | None:
         if value is not None and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", value):
-            raise ValueError("not an e-mail address")
+            raise ValueError("メールアドレスの形になっていません（例: name@example.go.jp）")
         return value
 
 

@@ -15,6 +15,7 @@ text): editing one FAQ re-embeds only it.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import importlib.metadata
 import json
 import logging
@@ -27,6 +28,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from faq.schedule import tokyo_today
 
 from .builtin_model import sha256_file
 from .dense import ALT, ANSWER, QUESTION, DenseIndex
@@ -466,9 +469,15 @@ class SearchEngine:
         prefer: set[str] | None = None,
         prefer_bonus: float = 0.03,
         only: set[str] | None = None,
+        today: dt.date | None = None,
     ) -> SearchResult:
         """Rank FAQs for `query`. `prefer`: FAQ ids that get `prefer_bonus` added (disaster
-        support for disaster wording); `only`: search within these FAQs (follow-ups)."""
+        support for disaster wording); `only`: search within these FAQs (follow-ups).
+        Only FAQs in force on `today` (default: today in Asia/Tokyo) are ranked: the index
+        holds every FAQ, so an FAQ appears or retires on its date without a rebuild."""
+        in_force = self.kb.in_force_ids(today or tokyo_today())
+        if in_force is not None:
+            only = in_force if only is None else only & in_force
         mode = mode or self.config.mode
         text = normalize(query)
         n = len(self.faq_ids)

@@ -25,6 +25,7 @@ from bot.dialogue import Bot
 from bot.scenario import scenario_view
 from bot.settings import Settings, get_settings
 from faq.loader import load_knowledge_base
+from faq.schedule import tokyo_today
 from faq.schema import FAQ, Contact
 
 from .models import (
@@ -197,8 +198,11 @@ def create_app(settings: Settings, bot: Bot | None = None) -> FastAPI:
     app.state.runtime = state
 
     def kb_now():
-        """The knowledge base being served: a staff reload swaps it with the bot."""
-        return state.bot.kb if state.bot is not None else kb
+        """The knowledge base being served (a staff reload swaps it with the bot), as
+        residents see it today: FAQs not yet published or retired are left out."""
+        if state.bot is not None:
+            return state.bot.served()
+        return kb.in_force(tokyo_today())
     templates = Jinja2Templates(env=None, directory=str(HERE / "templates"))
     # Operators override a template by putting one of the same name in GOVFAQ_DATA_DIR/templates.
     templates.env.loader = ChoiceLoader(
@@ -384,7 +388,7 @@ def create_app(settings: Settings, bot: Bot | None = None) -> FastAPI:
         bot = ready_bot()
         current = kb_now()
         only = {f.id for f in current.faqs if f.category[0] == field} if field else None
-        result = bot.engine.search(q, k=10, only=only)
+        result = bot.engine.search(q, k=10, only=only, today=bot.today())
         terms = [t for t in bot.engine.lexical.query_tokens(q) if not t.startswith(("##", "読:"))]
         hits = []
         for hit in result.hits:
