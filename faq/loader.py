@@ -132,6 +132,15 @@ def iter_tree(nodes: Iterable[ScenarioNode]) -> Iterator[tuple[tuple[str, ...], 
         yield titles, chain[-1]
 
 
+def _walk_nodes(
+    node: ScenarioNode, titles: tuple[str, ...], where: tuple
+) -> Iterator[tuple[tuple[str, ...], tuple, ScenarioNode]]:
+    """Every node under `node` with its titles and its place in the YAML document."""
+    yield titles, where, node
+    for i, child in enumerate(node.children):
+        yield from _walk_nodes(child, titles + (child.title,), where + ("children", i))
+
+
 def _display(path: Path) -> str:
     try:
         return str(path.resolve().relative_to(Path.cwd().resolve()))
@@ -209,12 +218,17 @@ def load_knowledge_base(
     tree: list[ScenarioNode] = []
     tree_path = content_dir / "scenarios.yaml"
     if tree_path.exists():
-        tree = [node for node, *_ in _read_list(tree_path, ScenarioNode, problems)]
+        entries = _read_list(tree_path, ScenarioNode, problems)
+        tree = [node for node, *_ in entries]
         seen_nodes: dict[str, str] = {}
-        for titles, node in iter_tree(tree):
-            if node.id in seen_nodes:
-                problems.append(Problem(_display(tree_path), 1, "id", f"シナリオの id {node.id!r} が重複しています（{seen_nodes[node.id]} と {' > '.join(titles)}）"))
-            seen_nodes[node.id] = " > ".join(titles)
+        for top, index, shown, doc in entries:
+            for titles, where, node in _walk_nodes(top, (top.title,), (index,)):
+                if node.id in seen_nodes:
+                    problems.append(Problem(
+                        shown, doc.line_of(where + ("id",)), "id",
+                        f"シナリオの id {node.id!r} が重複しています（{seen_nodes[node.id]} と {' > '.join(titles)}）",
+                    ))
+                seen_nodes[node.id] = " > ".join(titles)
     else:
         problems.append(Problem(str(tree_path), 1, "(file)", "シナリオの木のファイル（scenarios.yaml）がありません"))
 

@@ -123,3 +123,10 @@ def test_broken_contacts_and_tree_are_reported(tmp_path):
     (content / "contacts.yaml").write_text(CONTACTS + CONTACTS.replace("phone", "fax"), encoding="utf-8")
     found = [str(p) for p in load_knowledge_base(content, sources).problems]
     assert any("contacts.yaml:7: fax: 「fax」という項目はありません" in p for p in found), found
+
+
+def test_a_duplicate_scenario_node_is_reported_at_its_line(tmp_path):
+    content, sources = make_content(tmp_path, GOOD_FAQ)
+    (content / "scenarios.yaml").write_text(TREE + "    - {id: living-bus, title: 電車}\n", encoding="utf-8")
+    found = [str(p).replace(str(content) + "/", "") for p in load_knowledge_base(content, sources).problems]
+    assert found == ["scenarios.yaml:5: id: シナリオの id 'living-bus' が重複しています（地域の暮らし > バス と 地域の暮らし > 電車）"], found
