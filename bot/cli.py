@@ -370,7 +370,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         for name, value in figures.items():
             if isinstance(value, float) and name.endswith("_s"):
                 print(f"{name:<26} {value * 1000:10.1f} ms" if value < 1 else f"{name:<26} {value:10.2f} s")
-            elif name == "rss_bytes":
+            elif name.startswith("rss") or name == "model_file_bytes":
                 print(f"{name:<26} {value / 2**20:10.0f} MiB")
             else:
                 print(f"{name:<26} {value}")

