@@ -383,6 +383,7 @@ def test_phases_of_each_mode():
     assert curve.mode == "curve"
     assert [(p["name"], p["duration"], p["rate"]) for p in curve.phases()] == [
         ("warm-up", 3, 20), ("step-20", 10, 20), ("step-40", 10, 40)]
+    assert [p.get("drain") for p in curve.phases()] == [None, 10, 10]  # bounded: a curve ends in minutes
     # A full default curve stays within a few minutes per worker count.
     default = Options(curve=True)
     assert default.step * len(default.curve_rates) + default.warmup <= 240

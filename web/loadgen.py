@@ -63,6 +63,7 @@ class PhaseSpec:
     clients: int = 0  # closed loop
     abuse: bool = True
     measured: bool = True
+    drain: float | None = None  # seconds the requests under way at the end may take (None: the request timeout)
 
 
 @dataclass
@@ -194,6 +195,7 @@ class Arrivals(Resident):
         gaps = random.Random(f"{run.seed}:{phase.spec.name}:arrivals")
         waiting: deque = deque()  # (conversation, its next call, address) whose previous reply has arrived
         in_flight = gevent.pool.Group()
+        sending: dict[gevent.Greenlet, Call] = {}
         due = phase.started
         while True:
             due += gaps.expovariate(rate) if run.arrivals == "poisson" else 1.0 / rate
@@ -211,13 +213,17 @@ class Arrivals(Resident):
             if len(in_flight) >= MAX_IN_FLIGHT:
                 phase.tally.error(item[1].kind, "generator_overloaded")
                 continue
-            in_flight.spawn(self._step, item, waiting)
-        in_flight.join(timeout=run.timeout + 5)
+            sending[in_flight.spawn(self._step, item, waiting, sending)] = item[1]
+        in_flight.join(timeout=phase.spec.drain if phase.spec.drain is not None else run.timeout + 5)
+        for call in list(sending.values()):  # still unanswered: the step is over, and so is their chance
+            phase.tally.error(call.kind, "unfinished")
+        in_flight.kill(block=True)
         raise StopUser
 
-    def _step(self, item: tuple, waiting: deque) -> None:
+    def _step(self, item: tuple, waiting: deque, sending: dict) -> None:
         talk, call, address = item
         body = self.send(call, address)
+        sending.pop(gevent.getcurrent(), None)
         try:
             waiting.append((talk, talk.send(body), address))
         except StopIteration:
@@ -243,7 +249,9 @@ class Abuser(FastHttpUser):
                 gevent.sleep(max(0.0, due - time.monotonic()))
                 due += 1.0 / rate
                 sent.spawn(self._one, rng.choice(phase.run.workload.paraphrases)[1])
-            sent.join(timeout=phase.run.timeout + 5)
+            sent.join(timeout=phase.spec.drain if phase.spec.drain is not None else phase.run.timeout + 5)
+            phase.abuse.unfinished += len(sent)  # an overloaded step's: neither answered nor refused
+            sent.kill(block=True)
         raise StopUser
 
     def _one(self, query: str) -> None:

@@ -280,6 +280,7 @@ class AbuseTally:
     rate_limited: int = 0  # 429 with a valid Retry-After
     retry_after: list[int] = field(default_factory=list)
     errors: Counter = field(default_factory=Counter)  # anything else, including a 429 without Retry-After
+    unfinished: int = 0  # still under way when a step of the curve ended
 
     def reply(self, status: int, retry_after: str | None, failure: str | None = None) -> None:
         self.requests += 1
@@ -303,6 +304,7 @@ class AbuseTally:
         self.rate_limited += other.rate_limited
         self.retry_after.extend(other.retry_after)
         self.errors.update(other.errors)
+        self.unfinished += other.unfinished
 
     def summary(self, rate: float) -> dict:
         return {
@@ -313,6 +315,7 @@ class AbuseTally:
             "rate_limited": self.rate_limited,
             "retry_after_s": {"min": min(self.retry_after), "max": max(self.retry_after)} if self.retry_after else None,
             "errors": dict(sorted(self.errors.items())),
+            "unfinished": self.unfinished,
         }
 
 
