@@ -355,6 +355,19 @@ def test_memory_of_own_process_and_a_child():
     assert loadtest.machine_busy_seconds() > 0 and loadtest.own_cpu_seconds() > 0
 
 
+def test_waiting_until_a_process_tree_is_idle():
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)  # past the interpreter's start-up
+        assert loadtest.wait_idle(sleeper.pid, timeout=3, cores=0.02, window=0.1) < 1.5
+        assert loadtest.wait_idle(busy.pid, timeout=0.5, cores=0.02, window=0.1) >= 0.5
+    finally:
+        for child in (sleeper, busy):
+            child.kill()
+            child.wait()
+
+
 def test_loopback_only_and_bounded():
     for url in ("http://127.0.0.1:8000/", "http://localhost:1", "http://[::1]:8000", "http://127.3.2.1"):
         assert loadtest.check_loopback(url) == url.rstrip("/")

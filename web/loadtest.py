@@ -182,6 +182,23 @@ def wait_ready(base_url: str, timeout: float, needed: int = 3, proc: subprocess.
     return time.monotonic() - started
 
 
+def wait_idle(pid: int, timeout: float, cores: float = 0.1, window: float = 1.0) -> float:
+    """Seconds until the process tree used under `cores` CPUs over `window` seconds.
+
+    /readyz on fresh connections can be answered by the same worker again and again while another one is
+    still loading the model; a loading worker burns CPU, so an idle tree is one where every worker is done.
+    """
+    started = time.monotonic()
+    before = tree_cpu_seconds(pid)
+    while time.monotonic() - started < timeout:
+        time.sleep(window)
+        after = tree_cpu_seconds(pid)
+        if after - before < cores * window:
+            break
+        before = after
+    return time.monotonic() - started
+
+
 class Server:
     """`govfaq serve` on a free loopback port, with a throw-away data folder linking the built index."""
 
@@ -430,6 +447,8 @@ def run_loadtest(options: Options, workload: Workload | None = None, progress=No
                 ready = wait_ready(base_url, options.ready_timeout, needed=5 * options.workers, proc=server.proc)
             except RuntimeError as exc:
                 raise RuntimeError(f"{exc}\n{server.log_tail()}") from None
+            if options.workers > 1:
+                ready += wait_idle(pid, options.ready_timeout)
             # A stale index is rebuilt by the server at start-up (into the real data folder, as `govfaq serve`
             # would): its memory then includes the build, so the report says so.
             report["index_rebuilt"] = _current_index(server.data_dir) != index_before
