@@ -302,7 +302,7 @@ class Meter:
         self._read = lambda: (tree_cpu_seconds(pid) if pid else None, own_cpu_seconds(), machine_busy_seconds())
         self._start = self._read()
 
-    def cores(self, elapsed: float) -> dict:
+    def cores(self, elapsed: float, requests: int = 0) -> dict:
         (server0, own0, busy0), (server1, own1, busy1) = self._start, self._read()
         server = None if server0 is None else server1 - server0
         own = own1 - own0
@@ -315,6 +315,8 @@ class Meter:
             # Everything else on the machine meanwhile (other programs, the kernel): the figures are only
             # comparable between runs where this stays near 0.
             "other_cores": None if other is None else round(other / elapsed, 2),
+            # CPU time, unlike latency, hardly depends on what else the machine runs: the cost of the mix.
+            "server_ms_per_request": None if server is None or not requests else round(server * 1000 / requests, 2),
         }
 
 
@@ -345,7 +347,7 @@ def run_load(run: Spec, say=lambda message: None) -> dict:
         measured.append(phase)
         if spec.rate is not None:
             step = step_figures(spec.rate, phase.tally, phase.scheduled, spec.duration, elapsed, phase.late)
-            step["cpu"] = step_meter.cores(elapsed)
+            step["cpu"] = step_meter.cores(elapsed, sum(phase.tally.requests.values()) + phase.abuse.requests)
             step["locust"] = phase.locust
             steps.append(step)
             if run.curve:
@@ -356,7 +358,7 @@ def run_load(run: Spec, say=lambda message: None) -> dict:
                     break
     elapsed = sum(p.finished - p.started for p in measured)
     if meter is not None:
-        cpu = meter.cores(elapsed)
+        cpu = meter.cores(elapsed, sum(sum(p.tally.requests.values()) + p.abuse.requests for p in measured))
     memory_after = None
     if run.pid:
         time.sleep(run.settle)

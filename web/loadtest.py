@@ -595,7 +595,8 @@ def format_report(r: dict) -> str:
     c = r["cpu"]
     server_cpu = f"server {c['server_cores']} cores, " if c["server_cores"] is not None else ""
     others = f", everything else {c['other_cores']} cores" if c.get("other_cores") is not None else ""
-    lines.append(f"{'cpu':<12} {server_cpu}load test {c['loadtest_cores']} cores{others}, of {r['cpu_count']} CPUs shared")
+    per = f"; the server spent {c['server_ms_per_request']} ms CPU per request" if c.get("server_ms_per_request") else ""
+    lines.append(f"{'cpu':<12} {server_cpu}load test {c['loadtest_cores']} cores{others}, of {r['cpu_count']} CPUs shared{per}")
     lines.append(f"{'result':<12} " + ("ok" if r["ok"] else "flagged: " + ", ".join(r["flags"])))
     return "\n".join(lines)
 
