@@ -445,6 +445,7 @@ def test_open_loop_counts_add_up_and_429s_of_the_abuser_are_deliberate():
     assert not step["ok"] and f"{report['errors_total']} errors" in step["failed_because"]
     assert curve["highest_ok_rate_per_s"] is None and curve["limit_found"]
     assert step["offered_rps"] == pytest.approx(40, rel=0.05) and step["requests"] == report["requests"]
+    assert step["deliberate"]["answered"] == STUB_LIMIT and step["deliberate"]["rate_limited"] == abuse["rate_limited"]
     assert step["cpu"]["server_cores"] is not None and step["cpu"]["server_ms_per_request"] > 0  # "server": this process
     memory = report["memory"]
     assert os.getpid() in {p["pid"] for p in memory["processes_after"]} and memory["rss_before_bytes"] > 0

@@ -349,6 +349,10 @@ def run_load(run: Spec, say=lambda message: None) -> dict:
             step = step_figures(spec.rate, phase.tally, phase.scheduled, spec.duration, elapsed, phase.late)
             step["cpu"] = step_meter.cores(elapsed, sum(phase.tally.requests.values()) + phase.abuse.requests)
             step["locust"] = phase.locust
+            # The over-limit client's answered questions load the server on top of the offered rate (its first
+            # `limit` a minute): at a low rate that is not negligible, so each step says so.
+            step["deliberate"] = {"answered": phase.abuse.answered, "rate_limited": phase.abuse.rate_limited,
+                                  "answered_per_s": round(phase.abuse.answered / elapsed, 2) if elapsed > 0 else None}
             steps.append(step)
             if run.curve:
                 judge_curve(steps, run.criterion)

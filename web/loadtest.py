@@ -556,6 +556,8 @@ def format_report(r: dict) -> str:
                          f"{st['questions_per_s']:>8} {_ms(st['p50_ms']):>9} {_ms(st['p95_ms']):>9} "
                          f"{_ms(st['p99_ms']):>9} {st['errors_total']:>6} {_ms(st['late_ms']['p99']):>9}  "
                          + (f"{cores} cores" if cores is not None else "-")
+                         + (f", +{st['deliberate']['answered_per_s']} over-limit asks/s answered"
+                            if st["deliberate"]["answered"] else "")
                          + ("" if st["ok"] else "  ✗ " + "; ".join(st["failed_because"])))
         crit = c["criterion"]
         if c["highest_ok_rate_per_s"] is None:
