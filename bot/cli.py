@@ -402,6 +402,8 @@ def _cmd_loadtest(args: argparse.Namespace) -> int:
         clients=args.clients, duration=args.duration, workers=args.workers, url=args.url, pid=args.pid,
         seed=args.seed, timeout=args.timeout, warmup=args.warmup, abuse_rate=args.abuse_rate,
         max_rss_growth_pct=args.max_rss_growth, data_dir=args.data_dir, content_dir=args.content_dir,
+        rate=args.rate, curve=args.curve, step=args.step, arrivals=args.arrivals, ask_limit=args.ask_limit,
+        **({"curve_rates": args.curve_rates} if args.curve_rates else {}),
     )
     progress = None if args.json else (lambda message: print(message, file=sys.stderr, flush=True))
     try:
@@ -420,6 +422,11 @@ def _iso_date(text: str):
         return dt.date.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"日付の形が正しくありません（例: 2026-02-20）: {text}") from None
+def _rates(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: rates are numbers separated by commas, e.g. 20,40,60") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -564,9 +571,19 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=_cmd_serve)
 
     load = commands.add_parser(
-        "loadtest", help="concurrent residents against `govfaq serve` over loopback: throughput, latency, errors, memory"
+        "loadtest", help="simulated residents against `govfaq serve` over loopback (locust): throughput, latency, errors, memory"
     )
-    load.add_argument("--clients", type=int, default=50, help="concurrent simulated residents (at most 500)")
+    load.add_argument("--rate", type=float, default=None,
+                      help="open loop: requests per second arriving whatever the replies (at most 1000)")
+    load.add_argument("--curve", action="store_true",
+                      help="open-loop steps at rising rates until one misses p95 < 100 ms with no errors")
+    load.add_argument("--curve-rates", dest="curve_rates", type=_rates, default=None,
+                      help="the curve's rates in requests/s, comma-separated (default: 20,40,…,200)")
+    load.add_argument("--step", type=float, default=20.0, help="seconds per step of the curve")
+    load.add_argument("--arrivals", choices=["poisson", "uniform"], default="poisson",
+                      help="open loop: random (Poisson) or evenly spaced arrivals")
+    load.add_argument("--clients", type=int, default=50,
+                      help="without --rate/--curve: concurrent residents back to back, a closed loop (at most 500)")
     load.add_argument("--duration", type=float, default=60.0, help="seconds of load (at most 900)")
     load.add_argument("--workers", type=int, default=1, help="workers of the server the tool starts")
     load.add_argument("--url", default=None, help="a server already running on loopback instead of starting one")
@@ -578,6 +595,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--abuse-rate", type=float, default=5.0,
         help="questions per second from one deliberately abusive address, to see 429 + Retry-After under load (0: none)",
     )
+    load.add_argument("--ask-limit", dest="ask_limit", type=int, default=None,
+                      help="questions one client may ask per minute on the server the tool starts (default: the service's)")
     load.add_argument("--max-rss-growth", type=float, default=10.0, help="percent of memory growth that is flagged")
     load.add_argument("--data-dir", dest="data_dir", type=Path, default=None, help="where the built index lives (default: var)")
     load.add_argument("--content-dir", dest="content_dir", type=Path, default=None, help="FAQ content the questions come from")
