@@ -422,6 +422,8 @@ def _iso_date(text: str):
         return dt.date.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"日付の形が正しくありません（例: 2026-02-20）: {text}") from None
+
+
 def _rates(text: str) -> tuple[float, ...]:
     try:
         return tuple(float(part) for part in text.split(",") if part.strip())
