@@ -85,7 +85,7 @@ class Reply:
     related: list[dict] = field(default_factory=list)
     choices: list[dict] = field(default_factory=list)  # clarifying buttons: {"label", "query"}
     session_id: str | None = None
-    query_id: int | None = None  # the query-log row, for feedback
+    query_id: str | None = None  # the query-log row (made before it is written), for feedback
 
     def to_dict(self) -> dict:
         return asdict(self)
