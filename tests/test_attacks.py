@@ -702,52 +702,93 @@ async def timed(http, path: str, until: float, latencies: list, codes: list, **k
         codes.append(response.status_code)
 
 
-async def flood(http, until: float, outcomes: list, path: str) -> None:
-    while time.monotonic() < until:
-        started = time.perf_counter()
-        if path == "/staff/login":
-            response = await http.post(path, data={"password": "wrong-guess-123456", "csrf": "x"})
-        else:
-            response = await http.get(path)
-        outcomes.append((response.status_code, response.headers.get("Retry-After"), time.perf_counter() - started))
-
-
 def p95(values: list[float]) -> float:
     return statistics.quantiles(values, n=20)[-1] if len(values) >= 20 else max(values)
 
 
 @pytest.mark.slow
 def test_a_login_flood_does_not_slow_other_requests(tmp_path):
-    """Measured, not asserted (the machine is shared): p95 of /healthz and /api/ask with and without
-    100 concurrent wrong logins, and, for comparison, with 100 concurrent /healthz requests instead (a
-    closed-loop flood shares the worker's CPU whatever it asks). Asserted: every guess is answered 401
-    or 429 (+ Retry-After), and /healthz and /api/ask keep answering 200."""
+    """Measured, not asserted (the machine is shared): p95 of /healthz and /api/ask from 8 clients with
+    no flood, with 100 connections sending wrong logins as fast as they are answered (from another
+    process, on bare sockets), and, for comparison, with the same flood of /healthz (a closed-loop
+    flood shares the worker's CPU whatever it asks). Asserted: every guess is answered 401 or 429
+    with Retry-After, and /healthz and /api/ask keep answering 200 throughout."""
     import httpx
+    import psutil
 
     service = Service(tmp_path / "var", token=STRONG)
+    server = psutil.Process(service.proc.pid)
     seconds = float(os.environ.get("GOVFAQ_ATTACK_FLOOD_SECONDS", "10"))
     flooders = int(os.environ.get("GOVFAQ_ATTACK_FLOODERS", "100"))
 
-    async def run(flood_path: str | None):
-        latencies, codes, outcomes = [], [], []
-        until = time.monotonic() + seconds
-        async with httpx.AsyncClient(base_url=service.url, timeout=60, limits=httpx.Limits(max_connections=300)) as http:
-            others = [timed(http, "/healthz", until, latencies, codes) for _ in range(4)]
-            others += [timed(http, "/api/ask", until, latencies, codes, json={"query": q}) for q in QUERIES[:4]]
-            guesses = [flood(http, until, outcomes, flood_path) for _ in range(flooders)] if flood_path else []
-            await asyncio.gather(*others, *guesses)
-        return latencies, codes, outcomes
+    def phase(flood_path: str | None) -> dict:
+        flooder = None
+        if flood_path:
+            code = f"import json; from tests.test_attacks import raw_flood; print(json.dumps(raw_flood({service.port}, {flooders}, {seconds + 2}, {flood_path!r})))"
+            flooder = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, text=True,
+                                       env=dict(os.environ, PYTHONPATH=str(ROOT)))
+            time.sleep(1.0)  # the flood is under way before the measuring starts
+        latencies, codes = [], []
 
-    quiet, quiet_codes, _ = asyncio.run(run(None))
-    loud, loud_codes, outcomes = asyncio.run(run("/staff/login"))
-    control, _, control_outcomes = asyncio.run(run("/healthz"))
+        async def others() -> None:
+            until = time.monotonic() + seconds
+            async with httpx.AsyncClient(base_url=service.url, timeout=60) as http:
+                await asyncio.gather(*[timed(http, "/healthz", until, latencies, codes) for _ in range(4)],
+                                     *[timed(http, "/api/ask", until, latencies, codes, json={"query": q}) for q in QUERIES[:4]])
+
+        cpu, started = server.cpu_times(), time.monotonic()
+        asyncio.run(others())
+        now = server.cpu_times()
+        used = (now.user + now.system - cpu.user - cpu.system) / (time.monotonic() - started)
+        flood = json.loads(flooder.communicate(timeout=120)[0]) if flooder else {"statuses": {}, "missing_retry_after": 0}
+        return {"p95": p95(latencies), "n": len(latencies), "codes": set(codes), "server_cores": round(used, 2), **flood}
+
+    quiet = phase(None)
+    login = phase("/staff/login")
+    healthz = phase("/healthz")
     service.stop()
-    statuses = {status for status, _, _ in outcomes}
-    report("login flood", unflooded_p95_ms=round(p95(quiet) * 1000, 1), flooded_p95_ms=round(p95(loud) * 1000, 1),
-           ratio=round(p95(loud) / p95(quiet), 2), other_requests=(len(quiet), len(loud)), guesses=len(outcomes),
-           guesses_429=sum(1 for s, _, _ in outcomes if s == 429),
-           guess_p95_ms=round(p95([t for *_, t in outcomes]) * 1000, 1),
-           healthz_flood_p95_ms=round(p95(control) * 1000, 1), healthz_flood_requests=len(control_outcomes))
-    assert set(quiet_codes) == {200} and set(loud_codes) == {200}
-    assert statuses <= {401, 429} and 429 in statuses
-    assert all(wait is not None and int(wait) >= 1 for status, wait, _ in outcomes if status == 429)
+    report("login flood", flooders=flooders, seconds=seconds,
+           unflooded_p95_ms=round(quiet["p95"] * 1000, 1), login_flood_p95_ms=round(login["p95"] * 1000, 1),
+           ratio=round(login["p95"] / quiet["p95"], 2), healthz_flood_p95_ms=round(healthz["p95"] * 1000, 1),
+           other_requests=[quiet["n"], login["n"], healthz["n"]], guesses=login["statuses"],
+           healthz_flood=healthz["statuses"], server_cores=[quiet["server_cores"], login["server_cores"], healthz["server_cores"]])
+    assert quiet["codes"] == login["codes"] == {200}
+    assert set(login["statuses"]) <= {"401", "429"} and login["statuses"].get("429", 0) > 0
+    assert login["missing_retry_after"] == 0
+
+
+def raw_flood(port: int, connections: int, seconds: float, path: str) -> dict:
+    """Many keep-alive connections sending `path` as fast as answered, on bare asyncio streams (a flooder
+    much cheaper than an HTTP client library, run in its own process). Counts statuses and Retry-After."""
+    body = b"password=wrong-guess-123456&csrf=x"
+    if path == "/staff/login":
+        request = (f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+                   f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+    else:
+        request = f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+    statuses: dict[str, int] = {}
+    missing_retry_after = 0
+
+    async def one(until: float) -> None:
+        nonlocal missing_retry_after
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            while time.monotonic() < until:
+                writer.write(request)
+                head = await reader.readuntil(b"\r\n\r\n")
+                lines = head.decode("latin1").split("\r\n")
+                status = lines[0].split(" ")[1]
+                headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
+                await reader.readexactly(int(headers.get("content-length", "0")))
+                statuses[status] = statuses.get(status, 0) + 1
+                if status == "429" and not headers.get("retry-after", "").isdigit():
+                    missing_retry_after += 1
+        finally:
+            writer.close()
+
+    async def run() -> None:
+        until = time.monotonic() + seconds
+        await asyncio.gather(*(one(until) for _ in range(connections)), return_exceptions=True)
+
+    asyncio.run(run())
+    return {"statuses": statuses, "missing_retry_after": missing_retry_after}
