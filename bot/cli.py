@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -382,15 +383,22 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     from bot.settings import get_settings
 
+    if args.forwarded_allow_ips is not None:
+        # The workers build the app from the environment: this is how the option reaches each of them.
+        os.environ["GOVFAQ_FORWARDED_ALLOW_IPS"] = args.forwarded_allow_ips
     settings = get_settings()
+    if os.environ.get("FORWARDED_ALLOW_IPS") and "GOVFAQ_FORWARDED_ALLOW_IPS" not in os.environ:
+        print("warning: FORWARDED_ALLOW_IPS is ignored; set GOVFAQ_FORWARDED_ALLOW_IPS or --forwarded-allow-ips "
+              "(default: no proxy is trusted)", file=sys.stderr)
     uvicorn.run(
         "web.app:app_from_env",
         factory=True,
         host=args.host or settings.host,
         port=args.port or settings.port,
         workers=args.workers,
-        # None: uvicorn's default, $FORWARDED_ALLOW_IPS or 127.0.0.1,::1 (a reverse proxy on this machine).
-        forwarded_allow_ips=args.forwarded_allow_ips,
+        # The app honours X-Forwarded-For / -Proto itself, from GOVFAQ_FORWARDED_ALLOW_IPS only (default none):
+        # uvicorn's copy (which trusts 127.0.0.1 by default) must not rewrite the client first.
+        proxy_headers=False,
     )
     return 0
 
@@ -566,9 +574,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, default=1)
     serve.add_argument(
         "--forwarded-allow-ips", default=None,
-        help="proxies whose X-Forwarded-For gives the client address (the rate limits count per client): "
-        "comma-separated addresses or networks, '' for none "
-        "(default: $FORWARDED_ALLOW_IPS or 127.0.0.1,::1, i.e. a reverse proxy on this machine)",
+        help="proxies whose X-Forwarded-For gives the client address (the rate limits count per client; the "
+        "rightmost address the proxies did not add) and whose X-Forwarded-Proto says https: comma-separated "
+        "addresses or networks (default: $GOVFAQ_FORWARDED_ALLOW_IPS, else none: the socket peer is the client)",
     )
     serve.set_defaults(func=_cmd_serve)
 

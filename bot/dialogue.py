@@ -88,7 +88,7 @@ class Reply:
     choices: list[dict] = field(default_factory=list)  # clarifying buttons: {"label", "query"}
     highlight: str | None = None  # the line of the answer holding the fact asked for (phone, date, amount, count)
     session_id: str | None = None
-    query_id: int | None = None  # the query-log row, for feedback
+    query_id: str | None = None  # the query-log row (made before it is written), for feedback
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -70,6 +70,11 @@ class SessionStore:
         session.turns.append((mask_personal_data(query[:MAX_TURN_CHARS]), outcome))
         del session.turns[: -self.max_turns]
 
+    def drop(self, session_id: str) -> None:
+        """Forget one conversation (its client started too many)."""
+        with self._lock:
+            self._sessions.pop(session_id, None)
+
     def _expire(self, now: float) -> None:
         while self._sessions:
             oldest = next(iter(self._sessions.values()))
@@ -192,6 +197,10 @@ class SqliteSessionStore(SessionStore):
         if self.db.run(write):
             with self._lock:  # stored in the file: this process's memory copy is not needed
                 self._sessions.pop(session.id, None)
+
+    def drop(self, session_id: str) -> None:
+        super().drop(session_id)
+        self.db.run(lambda c: c.execute("DELETE FROM sessions WHERE id = ?", (session_id,)))
 
     def __len__(self) -> int:
         count = self.db.run(lambda c: c.execute("SELECT count(*) FROM sessions WHERE last_seen >= ?", (self.clock() - self.ttl,)).fetchone()[0])

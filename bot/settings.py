@@ -6,14 +6,15 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from faq.loader import CONTENT_DIR
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="GOVFAQ_", extra="ignore")
+    # hide_input_in_errors: a traceback (uvicorn prints one when the app cannot be built) never shows a value.
+    model_config = SettingsConfigDict(env_prefix="GOVFAQ_", extra="ignore", hide_input_in_errors=True)
 
     content_dir: Path = Field(CONTENT_DIR, description="Folder of FAQ content (faqs/, contacts.yaml, scenarios.yaml …)")
     sources_dir: Path | None = Field(
@@ -59,6 +60,10 @@ class Settings(BaseSettings):
     log_retention_days: int = Field(180, ge=1, description="Days the masked query log and feedback are kept")
     session_ttl_seconds: int = Field(1800, ge=60, description="A conversation without activity for this long is forgotten")
     max_sessions: int = Field(10_000, ge=1, description="Conversations kept at once (oldest dropped first)")
+    max_sessions_per_client: int = Field(
+        20, ge=1, description="Conversations one client may hold at once; a new one beyond this drops that "
+        "client's oldest, never someone else's",
+    )
     session_store: Literal["sqlite", "memory"] = Field(
         "sqlite",
         description="'sqlite' keeps conversations and staff logins in GOVFAQ_DATA_DIR/sessions.sqlite3, shared by "
@@ -69,10 +74,33 @@ class Settings(BaseSettings):
         "another worker, `govfaq index build`) and switches to it (0: never)",
     )
     staff_token: SecretStr | None = Field(
-        None, description="Password for the staff pages (/staff); the staff pages are off when unset. At least 12 characters."
+        None, description="Password for the staff pages (/staff); the staff pages are off when unset. At least 16 "
+        "characters, not one repeated character, a repeated unit, a sequence (abcd, 1234), a keyboard row or common words",
     )
     staff_session_seconds: int = Field(8 * 3600, ge=60, description="A staff login lasts this long")
-    ask_rate_per_minute: int = Field(120, ge=0, description="Questions one client may ask per minute (0: no limit)")
+    staff_login_attempts_per_minute: int = Field(
+        5, ge=1, description="Staff logins one client may try per minute (and 4 times that per hour); beyond, 429 at once"
+    )
+    staff_login_global_per_minute: int = Field(
+        60, ge=1, description="Staff logins tried per minute from all clients together; beyond, 429 at once"
+    )
+    public_url: str | None = Field(
+        None, pattern=r"^https?://", description="Address residents use (e.g. https://faq.example.lg.jp); when it "
+        "starts with https:// the cookies are Secure and the staff login cookie is __Host- prefixed",
+    )
+    forwarded_allow_ips: str = Field(
+        "", description="Proxies whose X-Forwarded-For (the rightmost address they did not add) and "
+        "X-Forwarded-Proto are believed: comma-separated addresses or networks; default none, so the socket peer "
+        "is the client (`govfaq serve --forwarded-allow-ips` sets it)",
+    )
+    templates_dir: Path | None = Field(
+        None, description="Folder of operator template overrides (same names as web/templates), rendered in "
+        "Jinja's sandbox; must not be inside GOVFAQ_DATA_DIR (default: none, the shipped templates)",
+    )
+    ask_rate_per_minute: int = Field(
+        120, ge=0, description="Questions one client may ask per minute, counted together on every route that runs "
+        "the bot: /api/ask, /api/search, the page's GET /?q= and POST / (0: no limit)",
+    )
     feedback_rate_per_minute: int = Field(30, ge=0, description="Feedback posts one client may send per minute (0: no limit)")
     host: str = Field("127.0.0.1", description="Address `govfaq serve` listens on")
     port: int = Field(8000, ge=1, le=65535, description="Port `govfaq serve` listens on")
@@ -81,10 +109,83 @@ class Settings(BaseSettings):
     @field_validator("staff_token")
     @classmethod
     def _strong_enough(cls, value: SecretStr | None) -> SecretStr | None:
-        # Refuse an unsafe value at start-up rather than run with it.
-        if value is not None and len(value.get_secret_value()) < 12:
-            raise ValueError("GOVFAQ_STAFF_TOKEN must have at least 12 characters (or be unset to turn the staff pages off)")
+        # Refuse an unsafe value at start-up rather than run with it; the message never holds the value.
+        if value is not None:
+            problem = token_weakness(value.get_secret_value())
+            if problem:
+                raise ValueError(f"GOVFAQ_STAFF_TOKEN {problem} (or leave it unset to turn the staff pages off)")
         return value
+
+    @model_validator(mode="after")
+    def _templates_not_writable_by_the_service(self) -> "Settings":
+        # The data folder is written by the service (and by whoever can write its files): a template there
+        # would be code anyone with that access could run.
+        if self.templates_dir is not None:
+            inside = self.templates_dir.resolve()
+            if inside == self.data_dir.resolve() or self.data_dir.resolve() in inside.parents:
+                raise ValueError("GOVFAQ_TEMPLATES_DIR must not be inside GOVFAQ_DATA_DIR, which the service writes")
+        return self
+
+    @property
+    def https(self) -> bool:
+        return bool(self.public_url and self.public_url.startswith("https://"))
+
+
+MIN_TOKEN_CHARS = 16
+MIN_UNTRIVIAL_CHARS = 8  # characters left once sequences, keyboard rows, repeats and common words are taken out
+_KEYBOARD_ROWS = ("`1234567890-=", "qwertyuiop[]\\", "asdfghjkl;'", "zxcvbnm,./", "!@#$%^&*()_+")
+_LEET = str.maketrans("0134578@$!|", "oieastbasil")
+COMMON_WORDS = (
+    "password", "passwd", "pass", "admin", "administrator", "staff", "token", "secret", "govfaq", "letmein",
+    "welcome", "qwerty", "changeme", "changethis", "default", "login", "master", "iloveyou", "dragon", "monkey",
+    "sunshine", "princess", "football", "baseball", "trustno", "test", "guest", "root", "user", "hello",
+    "shadow", "superman", "japan", "tokyo", "nippon", "system", "server", "chatbot", "faq", "abc", "qwe",
+)
+
+
+def token_weakness(token: str) -> str | None:
+    """Why `token` is too weak to guard the staff pages, or None. The reason never quotes the token."""
+    if len(token) < MIN_TOKEN_CHARS:
+        return f"must have at least {MIN_TOKEN_CHARS} characters"
+    if len(set(token)) == 1:
+        return "is one character repeated"
+    for unit in range(1, len(token) // 2 + 1):
+        if all(token[i] == token[i % unit] for i in range(len(token))):
+            return f"repeats a unit of {unit} characters"
+    if len(set(token)) < 6:
+        return "uses fewer than 6 different characters"
+    low = token.lower()
+    trivial = [False] * len(low)
+
+    def cover(start: int, end: int) -> None:
+        trivial[start:end] = [True] * (end - start)
+
+    for i in range(len(low)):  # runs of 3 or more: aaa, abc, 321
+        for step in (0, 1, -1):
+            j = i + 1
+            while j < len(low) and ord(low[j]) - ord(low[j - 1]) == step:
+                j += 1
+            if j - i >= 3:
+                cover(i, j)
+    for row in _KEYBOARD_ROWS:  # qwer, asdf, 7890 and the same backwards
+        for line in (row, row[::-1]):
+            for size in range(len(line), 3, -1):
+                for k in range(len(line) - size + 1):
+                    piece, at = line[k : k + size], 0
+                    while (at := low.find(piece, at)) >= 0:
+                        cover(at, at + size)
+                        at += 1
+    plain = low.translate(_LEET)  # p@ssw0rd is password
+    for word in COMMON_WORDS:
+        at = 0
+        while (at := plain.find(word, at)) >= 0:
+            cover(at, at + len(word))
+            at += 1
+    if trivial.count(False) < MIN_UNTRIVIAL_CHARS:
+        return (f"is made of sequences, keyboard rows, repeated characters or common words (fewer than "
+                f"{MIN_UNTRIVIAL_CHARS} other characters); use a random one, e.g. "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(24))'`")
+    return None
 
 
 @lru_cache

@@ -148,7 +148,7 @@ class EmbeddingCache:
         if len(keys) > limit:
             keys = [k for k in keys if k in keep] + [k for k in keys if k not in keep][: max(0, limit - len(keep))]
         _remove_stale(self.directory.glob(".tmp-*"), STALE_TMP_SECONDS)  # left by a save that was killed
-        tmp = Path(tempfile.mkdtemp(dir=self.directory, prefix=".tmp-"))
+        tmp = Path(tempfile.mkdtemp(dir=self.directory, prefix=_tmp_prefix()))
         try:
             vectors = np.stack([self.vectors[k] for k in keys]) if keys else np.zeros((0, 1), np.float32)
             np.savez(tmp / self.FILE, keys=np.array([k.encode("utf-8") for k in keys], dtype="S"), vectors=vectors)
@@ -158,6 +158,67 @@ class EmbeddingCache:
                     (self.directory / name).unlink()
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _tmp_prefix() -> str:
+    """Temporary directories carry their process id, so that a later start can tell a dead build's."""
+    return f".tmp-{os.getpid()}-"
+
+
+def _owner_is_dead(path: Path) -> bool:
+    """True when `path` (.tmp-<pid>-… or .current-<pid>) names a process that no longer runs."""
+    parts = path.name.lstrip(".").split("-")
+    if len(parts) < 2 or not parts[1].isdigit():
+        return False  # no process id (made before they carried one): only age tells
+    try:
+        os.kill(int(parts[1]), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, OverflowError):
+        return False  # alive, another user's
+    return False
+
+
+def remove_leftovers(data_dir: Path) -> list[Path]:
+    """At start-up, before any build: delete what builds of dead processes left, so a disk they filled
+    does not keep the service from building again. A temporary directory or link goes when its process
+    is gone (or, without a process id, after STALE_TMP_SECONDS); a build directory without a readable
+    manifest goes unless `current` points to it (a manifest is written last, so it is an incomplete
+    build). Live processes' work is never touched. Returns what was removed."""
+    index_dir, removed = data_dir / "index", []
+    builds = index_dir / "builds"
+    try:
+        current = (index_dir / "current").resolve()
+    except OSError:
+        current = None
+    candidates = [*builds.glob(".tmp-*"), *index_dir.glob(".current-*"), *(data_dir / "cache" / "embeddings").glob(".tmp-*")]
+    for path in candidates:
+        try:
+            age = time.time() - path.lstat().st_mtime
+        except OSError:
+            continue
+        stale = STALE_LINK_SECONDS if path.name.startswith(".current-") else STALE_TMP_SECONDS
+        if _owner_is_dead(path) or age > stale:
+            removed.append(path)
+    if builds.is_dir():
+        for path in builds.iterdir():
+            if path.name.startswith(".") or not path.is_dir() or path.resolve() == current:
+                continue
+            try:
+                json.loads((path / MANIFEST).read_text(encoding="utf-8"))["files"]
+            except (OSError, ValueError, KeyError, TypeError):
+                removed.append(path)
+    for path in removed:
+        try:
+            if path.is_symlink() or not path.is_dir():
+                path.unlink()
+            else:
+                shutil.rmtree(path)
+        except OSError as exc:
+            log.warning("could not remove %s left by an earlier build: %s", path, exc)
+    if removed:
+        log.info("removed %d leftovers of builds that did not finish: %s", len(removed), ", ".join(p.name for p in removed))
+    return removed
 
 
 def _remove_stale(paths, max_age_s: float) -> None:
@@ -304,7 +365,7 @@ class SearchEngine:
         index_dir = data_dir / "index"
         builds = index_dir / "builds"
         builds.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=builds, prefix=".tmp-"))
+        tmp = Path(tempfile.mkdtemp(dir=builds, prefix=_tmp_prefix()))
         try:
             self.lexical.save(tmp / "lexical")
             self.dense.save(tmp / "dense")
@@ -317,7 +378,7 @@ class SearchEngine:
             # stamp first, so that names sort by time for _prune.
             now = time.time()
             stamp = f"{time.strftime('%Y%m%dT%H%M%S', time.localtime(now))}.{int(now * 1e6) % 1_000_000:06d}"
-            final = builds / f"{stamp}-{self.manifest['content_hash'][:12]}-{os.getpid()}-{tmp.name[len('.tmp-'):]}"
+            final = builds / f"{stamp}-{self.manifest['content_hash'][:12]}-{os.getpid()}-{tmp.name.rsplit('-', 1)[-1]}"
             os.rename(tmp, final)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -439,7 +500,9 @@ class SearchEngine:
 
     def load_or_build(self, data_dir: Path, progress: bool = False) -> "SearchEngine":
         """Load the index; if there is none, or it is stale or damaged, build and save a new one.
-        Raises IndexUnavailable (with both reasons) when the rebuild fails too."""
+        Raises IndexUnavailable (with both reasons) when the rebuild fails too. What dead builds left
+        is removed first, so that their files cannot fill the disk this build needs."""
+        remove_leftovers(data_dir)
         try:
             return self.load(data_dir)
         except FileNotFoundError as exc:

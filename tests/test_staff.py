@@ -40,7 +40,7 @@ def test_staff_pages_are_off_without_a_token(bot, tmp_path):
 
 
 def test_a_short_token_is_refused_at_start_up():
-    with pytest.raises(ValueError, match="12 characters"):
+    with pytest.raises(ValueError, match="16 characters"):
         Settings(staff_token="short")
 
 

@@ -7,10 +7,11 @@ call the same `Bot.reply` as the command line.
 
 from __future__ import annotations
 
+import errno
 import logging
 import threading
 import time
-from collections import deque
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI, Form, HTTPException, Query, Request
@@ -20,6 +21,8 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from jinja2 import ChoiceLoader, FileSystemLoader
+from jinja2.sandbox import SandboxedEnvironment
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from bot.dialogue import Bot
 from bot.scenario import scenario_view
@@ -28,6 +31,7 @@ from faq.loader import load_knowledge_base
 from faq.schedule import tokyo_today
 from faq.schema import FAQ, Contact
 
+from .guards import Limits, SessionQuota, client_of
 from .models import (
     AskRequest,
     AskResponse,
@@ -46,6 +50,11 @@ HERE = Path(__file__).resolve().parent
 MAX_BODY_BYTES = 16 * 1024
 SESSION_COOKIE = "govfaq_session"
 TOO_LARGE = "送信された内容が大きすぎます。"
+TOO_MANY_LOGINS = (
+    '<!doctype html><html lang="ja"><head><meta charset="utf-8"><title>職員ログイン</title></head><body>'
+    '<p role="alert">ログインの試行が多すぎます。{wait}秒後に<a href="/staff/login">もう一度</a>お試しください。</p>'
+    "</body></html>"
+)
 
 
 class FaqPublic(FAQ):
@@ -63,33 +72,6 @@ SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "same-origin",
 }
-
-
-class RateLimiter:
-    """At most `per_minute` requests per client in any 60 s window (0: no limit)."""
-
-    def __init__(self, per_minute: int, max_clients: int = 50_000):
-        self.per_minute = per_minute
-        self.max_clients = max_clients
-        self._seen: dict[str, deque] = {}
-        self._lock = threading.Lock()
-
-    def check(self, client: str, now: float | None = None) -> int:
-        """0 when allowed; otherwise the seconds to wait (for Retry-After)."""
-        if self.per_minute <= 0:
-            return 0
-        now = time.monotonic() if now is None else now
-        with self._lock:
-            stamps = self._seen.setdefault(client, deque())
-            while stamps and now - stamps[0] >= 60:
-                stamps.popleft()
-            if len(stamps) >= self.per_minute:
-                return max(1, int(60 - (now - stamps[0])) + 1)
-            stamps.append(now)
-            if len(self._seen) > self.max_clients:  # forget idle clients first
-                for key in [k for k, v in self._seen.items() if not v or now - v[-1] >= 60]:
-                    del self._seen[key]
-            return 0
 
 
 class BodyTooLarge(HTTPException):
@@ -147,7 +129,7 @@ class BodyLimit:
 class _State:
     def __init__(self) -> None:
         self.bot: Bot | None = None
-        self.error: str | None = None
+        self.error: str | None = None  # why the index is not loaded, in public words (the details are in the log)
         self.skipped: set[Path] = set()  # builds this process found unusable; not tried again
 
 
@@ -178,6 +160,21 @@ def pick_up_new_index(state: _State, settings: Settings) -> bool:
     return True
 
 
+def public_reason(exc: BaseException) -> str:
+    """Why the service is not ready, for anyone who asks /readyz: a kind of failure, never a path or an
+    exception's text (those go to the log)."""
+    seen = exc
+    while seen is not None:
+        if isinstance(seen, MemoryError):
+            return "メモリが足りません"
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
+            return "ディスクの空き容量が足りません"
+        if isinstance(seen, OSError) and seen.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            return "ファイルを読み書きできません"
+        seen = seen.__cause__ or seen.__context__
+    return "索引を読み込めませんでした"
+
+
 def create_app(settings: Settings, bot: Bot | None = None) -> FastAPI:
     result = load_knowledge_base(settings.content_dir, settings.sources_dir)
     for problem in result.problems:
@@ -187,6 +184,14 @@ def create_app(settings: Settings, bot: Bot | None = None) -> FastAPI:
     state = _State()
     state.bot = bot
 
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        # Write what the query log and feedback still hold in memory before the process goes.
+        records = state.bot.records if state.bot is not None else None
+        if records is not None:
+            records.close()
+
     # No /docs or /redoc: FastAPI serves them from a CDN, and this service loads nothing from elsewhere.
     app = FastAPI(
         title="govfaq",
@@ -194,6 +199,7 @@ def create_app(settings: Settings, bot: Bot | None = None) -> FastAPI:
         version="0.1.0",
         docs_url=None,
         redoc_url=None,
+        lifespan=lifespan,
     )
     app.state.runtime = state
 
@@ -203,11 +209,15 @@ def create_app(settings: Settings, bot: Bot | None = None) -> FastAPI:
         if state.bot is not None:
             return state.bot.served()
         return kb.in_force(tokyo_today())
-    templates = Jinja2Templates(env=None, directory=str(HERE / "templates"))
-    # Operators override a template by putting one of the same name in GOVFAQ_DATA_DIR/templates.
-    templates.env.loader = ChoiceLoader(
-        [FileSystemLoader(str(settings.data_dir / "templates")), FileSystemLoader(str(HERE / "templates"))]
-    )
+
+    # Operators override a template with one of the same name in GOVFAQ_TEMPLATES_DIR, never in the data
+    # folder the service writes. Every template renders in Jinja's sandbox: no attribute starting with _,
+    # no unsafe callables, so an override can shape the page but cannot reach Python's internals (globals,
+    # os, closures such as the staff token). It still sees the objects in its context: keep the folder
+    # writable by the operator only.
+    folders = [settings.templates_dir] if settings.templates_dir is not None else []
+    loader = ChoiceLoader([FileSystemLoader(str(folder)) for folder in [*folders, HERE / "templates"]])
+    templates = Jinja2Templates(env=SandboxedEnvironment(loader=loader, autoescape=True))
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
 
     if bot is None:
@@ -220,7 +230,7 @@ def create_app(settings: Settings, bot: Bot | None = None) -> FastAPI:
                 log.info("index loaded: %d FAQs", len(state.bot.kb.faqs))
             except Exception as exc:  # noqa: BLE001 - reported on /readyz, the process stays up
                 log.exception("could not load the index")
-                state.error = f"{type(exc).__name__}: {exc}"
+                state.error = public_reason(exc)
 
         threading.Thread(target=load, name="govfaq-load", daemon=True).start()
 
@@ -238,17 +248,30 @@ def create_app(settings: Settings, bot: Bot | None = None) -> FastAPI:
             raise HTTPException(status_code=503, detail="ただいま準備中です。しばらくしてからもう一度お試しください。")
         return state.bot
 
-    limits = {
-        "/api/ask": RateLimiter(settings.ask_rate_per_minute),
-        "/api/feedback": RateLimiter(settings.feedback_rate_per_minute),
-    }
+    limits = Limits(settings, staff_login=settings.staff_token is not None)
+    app.state.limits = limits
+    quota = SessionQuota(settings.max_sessions_per_client)
+
+    def conversation(bot: Bot, request: Request, session_id: str | None):
+        """The caller's conversation; a new one counts against the caller's cap (its oldest goes)."""
+        session = bot.sessions.get(session_id)
+        if session.id != session_id:
+            for old in quota.admit(client_of(request), session.id):
+                bot.sessions.drop(old)
+        return session
 
     @app.middleware("http")
     async def guard(request: Request, call_next):
-        """Per-client rate limits on the POST endpoints, and the security headers on every response."""
-        limiter = limits.get(request.url.path) if request.method == "POST" else None
-        if limiter is not None:
-            wait = limiter.check(request.client.host if request.client else "unknown")
+        """Per-client rate limits (one budget for every route that runs the bot, one for feedback), and
+        the security headers on every response."""
+        budget = limits.for_request(request.method, request.url.path, request.url.query)
+        if budget is not None:
+            wait = budget.check(client_of(request))
+            if wait and budget is limits.staff_login:
+                # Refused before the form is read or a template rendered: a flood of guesses costs
+                # little more than as many /healthz requests.
+                return HTMLResponse(TOO_MANY_LOGINS.format(wait=wait), status_code=429,
+                                    headers={"Retry-After": str(wait), **SECURITY_HEADERS})
             if wait:
                 return JSONResponse(
                     status_code=429,
@@ -262,6 +285,10 @@ def create_app(settings: Settings, bot: Bot | None = None) -> FastAPI:
 
     # Outermost, so an over-long body is refused before anything else reads it.
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
+    if settings.forwarded_allow_ips.strip():
+        # Before the limits look at the address: X-Forwarded-For / -Proto count only from these proxies
+        # (the rightmost address they did not add). `govfaq serve` turns uvicorn's own copy of this off.
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.forwarded_allow_ips)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -296,7 +323,7 @@ def create_app(settings: Settings, bot: Bot | None = None) -> FastAPI:
     # 400: a body that is not UTF-8 JSON (or a bad Content-Length); 413: BodyLimit; 429: the rate limits.
     errors = documented(400, 404, 413, 422, 503)
     rate_limited = documented(400, 413, 422, 429, 503)
-    page_errors = documented(400, 413, 422, page=True)
+    page_errors = documented(400, 413, 422, 429, page=True)
 
     @app.get("/healthz", response_model=Health)
     def healthz() -> Health:
@@ -306,13 +333,14 @@ def create_app(settings: Settings, bot: Bot | None = None) -> FastAPI:
     def readyz() -> JSONResponse | Health:
         if state.bot is not None:
             return Health(status="ready")
-        detail = "準備中です。" if state.error is None else f"索引を読み込めませんでした: {state.error}"
+        # Public: ready or not and a short reason, never a path or an exception (those are in the log).
+        detail = "準備中です。" if state.error is None else f"準備できていません: {state.error}（詳細はサーバーのログにあります）"
         return JSONResponse(status_code=503, content={"detail": detail})
 
     @app.post("/api/ask", response_model=AskResponse, responses=rate_limited)
-    def ask(body: AskRequest) -> AskResponse:
+    def ask(body: AskRequest, request: Request) -> AskResponse:
         bot = ready_bot()
-        session = bot.sessions.get(body.session_id)
+        session = conversation(bot, request, body.session_id)
         return AskResponse.model_validate(bot.reply(body.query, session).to_dict())
 
     @app.get("/api/scenarios", response_model=ScenarioPublic)
@@ -364,14 +392,15 @@ def create_app(settings: Settings, bot: Bot | None = None) -> FastAPI:
             if bot is None:
                 reply = {"kind": "fallback", "answer": "ただいま準備中です。しばらくしてからもう一度お試しください。"}
             else:
-                session = bot.sessions.get(session_id)
+                session = conversation(bot, request, session_id)
                 session_id = session.id
                 reply = bot.reply(q[:2000], session).to_dict()
         response = templates.TemplateResponse(
             request, "chat.html", {"view": view, "q": q, "reply": reply, "faq_count": len(kb_now().faqs)}
         )
         if session_id:
-            response.set_cookie(SESSION_COOKIE, session_id, httponly=True, samesite="lax", max_age=settings.session_ttl_seconds)
+            response.set_cookie(SESSION_COOKIE, session_id, httponly=True, samesite="lax", max_age=settings.session_ttl_seconds,
+                                secure=settings.https or request.url.scheme == "https")
         return response
 
     @app.get("/", response_class=HTMLResponse, responses=page_errors)
@@ -382,7 +411,7 @@ def create_app(settings: Settings, bot: Bot | None = None) -> FastAPI:
     def index_post(request: Request, q: str = Form("")) -> HTMLResponse:
         return render_chat(request, q, None)
 
-    @app.get("/api/search", response_model=SearchResponse, responses=errors)
+    @app.get("/api/search", response_model=SearchResponse, responses=rate_limited)
     def search(q: str = Query(min_length=1, max_length=500), field: str | None = Query(None, max_length=80)) -> SearchResponse:
         """The counter's lookup: the top 10 FAQs with their confidence and the words that matched."""
         bot = ready_bot()

@@ -40,14 +40,15 @@ class AskResponse(BaseModel):
     highlight: str | None = Field(None, description="The line of the answer that holds the fact asked for "
                                   "(a phone number, a date, an amount, a count), shown first on the card")
     session_id: str | None = None
-    query_id: int | None = None
+    query_id: str | None = Field(None, description="Id of the query-log row, to send back with feedback")
 
 
 class FeedbackRequest(Strict):
     faq_id: str = Field(min_length=1, max_length=80, pattern=r"^[a-z0-9][a-z0-9-]*$")
     helpful: bool = Field(description="役に立った (true) / 役に立たなかった (false)")
     comment: str | None = Field(None, max_length=1000)
-    query_id: int | None = Field(None, ge=1)
+    # A time-ordered UUID (or, from a log written before those, a number): anything else is refused.
+    query_id: str | None = Field(None, min_length=1, max_length=36, pattern=r"^[0-9a-f-]+$")
 
 
 class FeedbackResponse(BaseModel):

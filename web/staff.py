@@ -3,7 +3,12 @@
 Off unless GOVFAQ_STAFF_TOKEN is set: every staff route then answers 404.
 The token is compared in constant time; a login lasts staff_session_seconds;
 every form carries a CSRF token tied to the login (and the login form a
-double-submit cookie). Logins live in the shared SQLite file beside the
+double-submit cookie). Wrong guesses are answered at once, never slept on:
+past GOVFAQ_STAFF_LOGIN_ATTEMPTS_PER_MINUTE from one client, or
+GOVFAQ_STAFF_LOGIN_GLOBAL_PER_MINUTE from everyone, a login gets 429 with
+Retry-After (web/guards.py). Over https (GOVFAQ_PUBLIC_URL, or
+X-Forwarded-Proto from a trusted proxy) the cookies are Secure and named
+`__Host-…`, so no other site or plain-http page can set or read them. Logins live in the shared SQLite file beside the
 conversations, so every worker honours them. A reload rebuilds in the background and swaps the bot
 only when the new content has no problem and the index built: a failed
 reload keeps the old index serving and shows why.
@@ -21,8 +26,11 @@ from dataclasses import dataclass, field
 
 from fastapi import FastAPI, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from bot.session import SharedSqlite
+
+from .guards import client_of
 
 log = logging.getLogger("govfaq.staff")
 COOKIE = "govfaq_staff"
@@ -55,7 +63,6 @@ class StaffSessions:
         self.clock = clock
         self.db = SharedSqlite(path, STAFF_SCHEMA) if path is not None else None
         self._memory: dict[str, tuple[float, str]] = {}  # id hash -> (expires, csrf)
-        self.failures = 0
         self._lock = threading.Lock()
 
     @staticmethod
@@ -134,12 +141,35 @@ def register_staff(app: FastAPI, settings, state, templates) -> None:
     status = ReloadStatus()
     app.state.staff_status = status
 
+    limits = app.state.limits
+
+    def over_https(request: Request) -> bool:
+        return settings.https or request.url.scheme == "https"
+
+    def cookie_name(request: Request, base: str) -> str:
+        # __Host-: the browser takes it only over https, for this host and path /, with no Domain.
+        return f"__Host-{base}" if over_https(request) else base
+
+    def set_cookie(response: Response, request: Request, base: str, value: str, **extra) -> None:
+        response.set_cookie(cookie_name(request, base), value, httponly=True, samesite="strict", path="/",
+                            secure=over_https(request), **extra)
+
+    def delete_cookie(response: Response, request: Request, base: str) -> None:
+        response.delete_cookie(cookie_name(request, base), path="/", secure=over_https(request), httponly=True,
+                               samesite="strict")
+
+    def login_page(request: Request, error: str | None, status_code: int = 200) -> Response:
+        csrf = secrets.token_urlsafe(32)
+        response = templates.TemplateResponse(request, "staff_login.html", {"csrf": csrf, "error": error}, status_code=status_code)
+        set_cookie(response, request, LOGIN_CSRF_COOKIE, csrf)
+        return response
+
     def enabled() -> None:
         if token is None:
             raise HTTPException(status_code=404, detail="見つかりません。")
 
     def logged_in(request: Request) -> tuple[str, str] | None:
-        sid = request.cookies.get(COOKIE)
+        sid = request.cookies.get(cookie_name(request, COOKIE))
         csrf = sessions.csrf_for(sid)
         return (sid, csrf) if csrf else None
 
@@ -156,39 +186,32 @@ def register_staff(app: FastAPI, settings, state, templates) -> None:
     @app.get("/staff/login", response_class=HTMLResponse, include_in_schema=False)
     def login_form(request: Request) -> Response:
         enabled()
-        csrf = secrets.token_urlsafe(32)
-        response = templates.TemplateResponse(request, "staff_login.html", {"csrf": csrf, "error": None})
-        response.set_cookie(LOGIN_CSRF_COOKIE, csrf, httponly=True, samesite="strict")
-        return response
+        return login_page(request, None)
 
+    # Counted, and refused past the limits, in web/app.py's guard before this runs. async, and nothing
+    # in it waits: a guess takes no worker thread and no time from anyone else's request.
     @app.post("/staff/login", response_class=HTMLResponse, include_in_schema=False)
-    def login(request: Request, password: str = Form(""), csrf: str = Form("")) -> Response:
+    async def login(request: Request, password: str = Form(""), csrf: str = Form("")) -> Response:
         enabled()
-        cookie = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+        client = client_of(request)
+        cookie = request.cookies.get(cookie_name(request, LOGIN_CSRF_COOKIE), "")
         csrf_ok = bool(cookie) and hmac.compare_digest(cookie.encode(), csrf.encode())
         # Prevent timing attacks: compare the whole token in constant time.
         if csrf_ok and hmac.compare_digest(password.encode(), token.encode()):
-            sessions.failures = 0
-            sid, _ = sessions.create()
+            limits.staff_login.clear(client)
+            sid, _ = await run_in_threadpool(sessions.create)  # SQLite: off the event loop
             response = RedirectResponse("/staff", status_code=303)
-            response.set_cookie(COOKIE, sid, httponly=True, samesite="strict", max_age=settings.staff_session_seconds)
-            response.delete_cookie(LOGIN_CSRF_COOKIE)
+            set_cookie(response, request, COOKIE, sid, max_age=settings.staff_session_seconds)
+            delete_cookie(response, request, LOGIN_CSRF_COOKIE)
             return response
-        sessions.failures += 1
-        time.sleep(min(2.0, 0.1 * sessions.failures))  # wrong tokens are slowed down
-        fresh = secrets.token_urlsafe(32)
-        response = templates.TemplateResponse(
-            request, "staff_login.html", {"csrf": fresh, "error": "パスワードが違います。"}, status_code=401
-        )
-        response.set_cookie(LOGIN_CSRF_COOKIE, fresh, httponly=True, samesite="strict")
-        return response
+        return login_page(request, "パスワードが違います。", 401)
 
     @app.post("/staff/logout", include_in_schema=False)
     def logout(request: Request, csrf: str = Form("")) -> Response:
         sid, _ = require(request, csrf)
         sessions.drop(sid)
         response = RedirectResponse("/staff/login", status_code=303)
-        response.delete_cookie(COOKIE)
+        delete_cookie(response, request, COOKIE)
         return response
 
     @app.get("/staff", response_class=HTMLResponse, include_in_schema=False)

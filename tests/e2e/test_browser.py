@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "tests" / "artifacts"
 AXE = Path(os.environ.get("GOVFAQ_AXE_JS", ROOT / ".cache" / "axe" / "node_modules" / "axe-core" / "axe.min.js"))
 CHROMIUM = os.environ.get("GOVFAQ_CHROMIUM", "/usr/bin/chromium")
-TOKEN = "e2e-staff-token-123"
+TOKEN = "e2e-kiwi-lantern-57"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
         "--disable-component-update", "--disable-sync"]
 
