@@ -7,6 +7,7 @@ Layout of a content folder:
     scenarios.yaml     the scenario tree
     synonyms.yaml      synonym groups
     sources.yaml       titled parts of documents without headings; skipped sections
+    readings.yaml      staff corrections for ふりがな (surface → reading in hiragana)
 
 Nothing here raises on bad content: every problem becomes one `Problem`
 line, and every entry that is valid on its own is still loaded, so one typo
@@ -24,7 +25,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from .govbot_csv import IMPORT_SCHEME
-from .schema import FAQ, Contact, ScenarioNode, SourcesFile, SynonymGroup
+from .schema import FAQ, Contact, Reading, ScenarioNode, SourcesFile, SynonymGroup
 from .sources import SourceDoc, default_sources_dir, load_sources
 from .yamlio import Problem, YamlDocument, format_field, read_yaml
 
@@ -43,6 +44,7 @@ class KnowledgeBase:
     catalogue: SourcesFile
     content_dir: Path
     faq_locations: dict[str, tuple[str, int]] = field(default_factory=dict)
+    readings: dict[str, str] = field(default_factory=dict)  # ふりがな corrections: surface → hiragana
 
     def __post_init__(self) -> None:
         self.by_id = {faq.id: faq for faq in self.faqs}
@@ -67,7 +69,8 @@ class KnowledgeBase:
         """Fingerprint of everything the index depends on (FAQ text and synonyms)."""
         digest = hashlib.sha256()
         for faq in sorted(self.faqs, key=lambda f: f.id):
-            digest.update(faq.model_dump_json().encode())
+            # easy_answer is shown, never searched: writing one does not need a new index.
+            digest.update(faq.model_dump_json(exclude={"easy_answer"}).encode())
         for group in self.synonyms:
             digest.update(group.model_dump_json().encode())
         return digest.hexdigest()
@@ -259,9 +262,26 @@ def load_knowledge_base(content_dir: Path | str = CONTENT_DIR, sources_dir: Path
                 Problem(_display(cat_path), 1, "skipped", f"no section {skipped.section!r} in {skipped.document}")
             )
 
-    kb = KnowledgeBase(faqs, contacts, tree, synonyms, sources, catalogue, content_dir, locations)
+    readings = _read_readings(content_dir / "readings.yaml", problems)
+    kb = KnowledgeBase(faqs, contacts, tree, synonyms, sources, catalogue, content_dir, locations, readings)
     problems.sort(key=lambda p: (p.path, p.line))  # read like a compiler's report, file by file
     return LoadResult(kb, problems)
+
+
+def _read_readings(path: Path, problems: list[Problem]) -> dict[str, str]:
+    """ふりがな corrections; a surface given twice, or one without kanji, is a problem."""
+    readings: dict[str, str] = {}
+    if not path.exists():
+        return readings
+    for entry, index, shown, doc in _read_list(path, Reading, problems):
+        line = doc.line_of((index,))
+        if not any("\u3400" <= ch <= "\u9fff" or ch == "々" for ch in entry.surface):
+            problems.append(Problem(shown, line, "surface", f"{entry.surface!r} has no kanji: nothing to read"))
+        elif entry.surface in readings:
+            problems.append(Problem(shown, line, "surface", f"duplicate reading for {entry.surface!r}"))
+        else:
+            readings[entry.surface] = entry.reading
+    return readings
 
 
 def _source_problems(source, sources: dict[str, SourceDoc], shown: str, at, prefix: str = "source") -> list[Problem]:

@@ -21,7 +21,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from jinja2 import ChoiceLoader, FileSystemLoader
 
-from bot.dialogue import Bot
+from bot.dialogue import Bot, contact_line
 from bot.scenario import scenario_view
 from bot.settings import Settings, get_settings
 from faq.loader import load_knowledge_base
@@ -396,6 +396,9 @@ def create_app(settings: Settings, bot: Bot | None = None) -> FastAPI:
                     score=round(hit.score, 4), matched_terms=[t for t in dict.fromkeys(terms) if t in text],
                     document_title=current.document_title(faq.source.document), section=faq.source.section,
                     updated=faq.updated.isoformat(),
+                    deadlines=[s.text for s in bot.deadline_statuses(faq)],
+                    contacts=[contact_line(current.contacts[c]).lstrip("・") for c in faq.contacts if c in current.contacts],
+                    card_text=bot.answer_text(faq),
                 )
             )
         return SearchResponse(query=q, confidence=round(result.confidence, 4), band=result.band, hits=hits)
@@ -425,7 +428,10 @@ def create_app(settings: Settings, bot: Bot | None = None) -> FastAPI:
         card = state.bot.answer_reply(kb_now().get(faq_id), None, 1.0, "answer").to_dict() if state.bot else None
         return templates.TemplateResponse(request, "faq.html", {"faq": faq, "card": card})
 
+    from .resident import register_resident
     from .staff import register_staff
+
+    register_resident(app, settings, state, templates, kb_now)  # ふりがな, やさしい日本語, feedback form, memo, widget
 
     register_staff(app, settings, state, templates)
     return app

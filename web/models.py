@@ -88,6 +88,9 @@ class SearchHitPublic(BaseModel):
     document_title: str
     section: str
     updated: str
+    deadlines: list[str] = Field(default_factory=list, description="Each date with its status (受付中 — あとN日, …まで有効 …)")
+    contacts: list[str] = Field(default_factory=list, description="Each contact on one line (name, phone, URL, hours)")
+    card_text: str = Field("", description="The answer card as plain text: answer, 日程, 問合せ先, 出典 (what the counter copies)")
 
 
 class SearchResponse(BaseModel):
