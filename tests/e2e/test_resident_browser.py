@@ -145,6 +145,7 @@ def test_did_you_mean_lists_each_candidate_once_and_offers_none(server, browser)
     ask(page, "補助")
     card = page.locator("#transcript article.reply-candidates").last
     card.wait_for()
+    check_sizes_and_contrast(page)
     buttons = card.locator("ul.choices button")
     labels = [b.inner_text() for b in buttons.all()]
     assert labels[-1] == "どれにも当てはまらない" and len(labels) == len(set(labels)) >= 3
@@ -170,7 +171,11 @@ def test_feedback_with_a_comment_with_and_without_javascript(server, browser):
     form.get_by_role("button", name="送信する").click()
     page.wait_for_url("**/faqs/**thanks=1**")
     assert "ご意見ありがとうございました" in page.inner_text("main")
-    axe(page, "feedback_no_js")
+    thanks = page.url
+    page.context.close()
+    page = new_page(browser)  # axe needs JavaScript: the same page, checked with it on
+    page.goto(thanks)
+    axe(page, "feedback_thanks")
     page.context.close()
 
     page = new_page(browser)
