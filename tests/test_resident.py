@@ -181,3 +181,13 @@ def test_readings_file_is_checked(tmp_path, shipped):
     assert len(found) == 3, found
     assert all(re.search(r"readings\.yaml:\d+", p) for p in found)
     assert result.kb.readings == {"佐賀関": "さがのせき"}
+
+
+def test_faq_check_reports_each_easy_answer_as_a_warning_never_an_error(capsys, shipped):
+    from bot.cli import main
+
+    assert main(["faq", "check"]) == 0
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if "easy_answer (" in line and "漢字 " in line]
+    assert len(lines) == sum(1 for f in shipped.kb.faqs if f.easy_answer) >= 71
+    assert re.search(r"faqs/[^:]+\.yaml:\d+: easy_answer \([a-z0-9-]+\): 漢字 \d+%・一文 最長 \d+字", lines[0])
