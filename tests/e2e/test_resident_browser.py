@@ -155,6 +155,11 @@ def test_did_you_mean_lists_each_candidate_once_and_offers_none(server, browser)
     buttons.last.click()
     page.locator("#transcript article.reply-fallback").wait_for()
     assert "tel:" in page.locator("#transcript article.reply-fallback").inner_html()
+    axe(page, "none_of_these")
+    page.goto(server + "/none?none=1")  # the same without JavaScript
+    assert page.locator("article.reply-fallback a[href^='tel:']").count() >= 1
+    check_sizes_and_contrast(page)
+    axe(page, "none_page")
     page.goto(server + "/")
     ask(page, "補助")
     page.locator("#transcript article.reply-candidates ul.choices button").first.click()
