@@ -31,6 +31,10 @@ def _cmd_faq_check(args: argparse.Namespace) -> int:
     if rows:
         _print_scheduled(rows, today, file=sys.stderr)
     kb = result.kb
+    from faq.easy import easy_report_lines
+
+    for line in easy_report_lines(kb):  # やさしい日本語: measurements and warnings, never errors
+        print(line)
     nodes = len(kb.category_titles())
     summary = (
         f"{len(kb.faqs)} FAQs, {len(kb.contacts)} contacts, {nodes} scenario nodes, "

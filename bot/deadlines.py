@@ -30,7 +30,7 @@ class DeadlineStatus:
     label: str
     kind: str
     date: dt.date
-    status: str  # 受付中 | 締切済み | 開始前 | 開催予定 | 終了 | 実施済み | 予定
+    status: str  # 受付中 | 締切済み | 開始前 | 有効 | 期限切れ | 開催予定 | 終了 | 実施済み | 予定
     days_left: int | None
     text: str
 
@@ -48,13 +48,21 @@ def deadline_status(deadline: Deadline, today: dt.date) -> DeadlineStatus:
             status, text = "受付中", f"{deadline.label}: 受付中 — {left} (締切 {when})"
         else:
             status, text = "締切済み", f"{deadline.label}: 締切済み (締切は {when} でした)"
+    elif deadline.kind == "expiry":  # a measure applies until this day: no countdown, nothing to apply for
+        if days >= 0:
+            status, text = "有効", f"{deadline.label}: {when}まで有効"
+        else:
+            status, text = "期限切れ", f"{deadline.label}: {when}で期限が過ぎました"
     elif deadline.kind == "event":
         if days >= 0:
             left = "本日" if days == 0 else f"あと{days}日"
-            status, text = "開催予定", f"{deadline.label}: 開催予定 — {left} ({when})"
+            status, text = "開催予定", f"{deadline.label}: 開催日 {when} — {left}"
         else:
-            status, text = "終了", f"{deadline.label}: 終了しました ({when})"
-    else:  # start, decision: a fact with a date
+            status, text = "終了", f"{deadline.label}: 開催日 {when}（終了しました）"
+    elif deadline.kind == "start":
+        status = "予定" if days > 0 else "実施済み"
+        text = f"{deadline.label}: {when}から" + ("(予定)" if days > 0 else "")
+    else:  # decision: a fact with a date
         status = "予定" if days > 0 else "実施済み"
         text = f"{deadline.label}: {when}" + ("(予定)" if days > 0 else "")
     return DeadlineStatus(deadline.label, deadline.kind, deadline.date, status, days if days >= 0 else None, text)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -104,7 +105,21 @@ class Settings(BaseSettings):
     feedback_rate_per_minute: int = Field(30, ge=0, description="Feedback posts one client may send per minute (0: no limit)")
     host: str = Field("127.0.0.1", description="Address `govfaq serve` listens on")
     port: int = Field(8000, ge=1, le=65535, description="Port `govfaq serve` listens on")
+    embed_origins: str = Field(
+        "",
+        description="Space-separated origins (https://www.city.example.lg.jp) whose pages may show the chat "
+        "widget (/widget.js frames /embed); empty: /embed refuses framing like every other page",
+    )
 
+
+    @field_validator("embed_origins")
+    @classmethod
+    def _origins(cls, value: str) -> str:
+        # Each goes into a CSP frame-ancestors list: only scheme://host[:port], nothing that could end the header.
+        for origin in value.split():
+            if not re.fullmatch(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?", origin):
+                raise ValueError(f"GOVFAQ_EMBED_ORIGINS: {origin!r} is not an origin like https://www.city.example.lg.jp")
+        return " ".join(value.split())
 
     @field_validator("staff_token")
     @classmethod

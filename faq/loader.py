@@ -7,6 +7,7 @@ Layout of a content folder:
     scenarios.yaml     the scenario tree
     synonyms.yaml      synonym groups
     sources.yaml       titled parts of documents without headings; skipped sections
+    readings.yaml      staff corrections for ふりがな (surface → reading in hiragana)
 
 Nothing here raises on bad content: every problem becomes one `Problem`
 line, and every entry that is valid on its own is still loaded, so one typo
@@ -29,7 +30,7 @@ from pydantic import BaseModel, ValidationError
 from .govbot_csv import IMPORT_SCHEME
 from .history import committed_entries, stale_updated
 from .schedule import in_force, tokyo_today
-from .schema import FAQ, Contact, ScenarioNode, SourcesFile, SynonymGroup
+from .schema import FAQ, Contact, Reading, ScenarioNode, SourcesFile, SynonymGroup
 from .sources import SourceDoc, default_sources_dir, load_sources
 from .messages import field_message
 from .yamlio import Problem, YamlDocument, format_field, read_yaml
@@ -49,6 +50,7 @@ class KnowledgeBase:
     catalogue: SourcesFile
     content_dir: Path
     faq_locations: dict[str, tuple[str, int]] = field(default_factory=dict)
+    readings: dict[str, str] = field(default_factory=dict)  # ふりがな corrections: surface → hiragana
 
     def __post_init__(self) -> None:
         self.by_id = {faq.id: faq for faq in self.faqs}
@@ -95,8 +97,9 @@ class KnowledgeBase:
         for faq in sorted(self.faqs, key=lambda f: f.id):
             # Unset schedule dates leave the fingerprint as it was before they existed (no
             # rebuild for them); set ones change it, so a reload builds and every worker follows.
+            # easy_answer is shown, never searched: writing one does not need a new index.
             unset = {name for name in ("publish_from", "valid_until") if getattr(faq, name) is None}
-            digest.update(faq.model_dump_json(exclude=unset).encode())
+            digest.update(faq.model_dump_json(exclude=unset | {"easy_answer"}).encode())
         for group in self.synonyms:
             digest.update(group.model_dump_json().encode())
         return digest.hexdigest()
@@ -312,10 +315,27 @@ def load_knowledge_base(
                 Problem(_display(cat_path), 1, "skipped", f"{skipped.document} に「{skipped.section}」という節がありません")
             )
 
-    kb = KnowledgeBase(faqs, contacts, tree, synonyms, sources, catalogue, content_dir, locations)
+    readings = _read_readings(content_dir / "readings.yaml", problems)
+    kb = KnowledgeBase(faqs, contacts, tree, synonyms, sources, catalogue, content_dir, locations, readings)
     problems.sort(key=lambda p: (p.path, p.line))  # read like a compiler's report, file by file
     warnings.sort(key=lambda p: (p.path, p.line))
     return LoadResult(kb, problems, warnings)
+
+
+def _read_readings(path: Path, problems: list[Problem]) -> dict[str, str]:
+    """ふりがな corrections; a surface given twice, or one without kanji, is a problem."""
+    readings: dict[str, str] = {}
+    if not path.exists():
+        return readings
+    for entry, index, shown, doc in _read_list(path, Reading, problems):
+        line = doc.line_of((index,))
+        if not any("\u3400" <= ch <= "\u9fff" or ch == "々" for ch in entry.surface):
+            problems.append(Problem(shown, line, "surface", f"{entry.surface!r} has no kanji: nothing to read"))
+        elif entry.surface in readings:
+            problems.append(Problem(shown, line, "surface", f"duplicate reading for {entry.surface!r}"))
+        else:
+            readings[entry.surface] = entry.reading
+    return readings
 
 
 def _source_problems(source, sources: dict[str, SourceDoc], shown: str, at, prefix: str = "source") -> list[Problem]:

@@ -38,14 +38,18 @@ class Source(Strict):
 
 
 class Deadline(Strict):
-    """A date that matters to a resident: a deadline, an event, a start."""
+    """A date that matters to a resident.
+
+    `deadline`: the end of an application window (受付中 — あとN日); `expiry`: the date a
+    measure stops applying (適用期限: 「…まで有効」); `event`: the day something is held
+    (開催日); `start`: the day something begins; `decision`: the day something was decided."""
 
     label: str = Field(min_length=1)
     date: dt.date
     time: str | None = Field(default=None, pattern=TIME_PATTERN)
     end_time: str | None = Field(default=None, pattern=TIME_PATTERN)
     timezone: Literal["Asia/Tokyo"] = TIMEZONE
-    kind: Literal["deadline", "event", "start", "decision"] = "deadline"
+    kind: Literal["deadline", "expiry", "event", "start", "decision"] = "deadline"
     opens: dt.date | None = None
 
     @model_validator(mode="after")
@@ -67,6 +71,8 @@ class FAQ(Strict):
     question: str = Field(min_length=1, max_length=300)
     alt_questions: list[str] = Field(default_factory=list)
     answer: str = Field(min_length=1, max_length=4000)
+    # The same answer in やさしい日本語, written by staff: shown when a resident asks for it.
+    easy_answer: str | None = Field(default=None, min_length=1, max_length=2000)
     category: list[str] = Field(min_length=2, max_length=4)
     program: str | None = None
     tags: list[str] = Field(default_factory=list)
@@ -127,6 +133,13 @@ class Contact(Strict):
         if value is not None and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", value):
             raise ValueError("メールアドレスの形になっていません（例: name@example.go.jp）")
         return value
+
+
+class Reading(Strict):
+    """A staff correction for ふりがな: how `surface` is read (in hiragana)."""
+
+    surface: str = Field(min_length=1, max_length=40)
+    reading: str = Field(min_length=1, max_length=80, pattern=r"^[ぁ-ゖー]+$")
 
 
 class ScenarioNode(Strict):

@@ -28,7 +28,11 @@ def test_date_format_has_wareki_and_weekday():
         (Deadline(label="提出期限", date="2026-02-02"), "締切済み", "締切済み"),
         (Deadline(label="提出期限", date="2026-03-31", opens="2026-03-01"), "開始前", "開始前"),
         (Deadline(label="説明会", date="2026-02-02", time="15:00", end_time="16:00", kind="event"), "終了", "15:00～16:00"),
-        (Deadline(label="施行日", date="2021-04-01", kind="start"), "実施済み", "2021年(令和3年)4月1日(木)"),
+        (Deadline(label="施行日", date="2021-04-01", kind="start"), "実施済み", "2021年(令和3年)4月1日(木)から"),
+        # A measure's 適用期限 is not an application window: no countdown, 「…まで有効」.
+        (Deadline(label="適用期限", date="2027-03-31", kind="expiry"), "有効", "2027年(令和9年)3月31日(水)まで有効"),
+        (Deadline(label="適用期限", date="2026-01-31", kind="expiry"), "期限切れ", "期限が過ぎました"),
+        (Deadline(label="説明会", date="2026-02-20", kind="event"), "開催予定", "開催日 2026年(令和8年)2月20日(金) — あと10日"),
     ],
 )
 def test_deadline_status(deadline, status, fragment):

@@ -1,5 +1,7 @@
 """Every figure in every shipped answer is found in the source documents."""
 
+import re
+
 from faq.faithfulness import SourceIndex, derived_years, normalise
 
 
@@ -30,6 +32,25 @@ def test_every_number_in_every_answer_occurs_in_the_sources(shipped):
         for problem in index.check(faq.answer):
             bad.append(f"{faq.id}: {problem.figure!r} in …{problem.context}…")
     assert not bad, f"{len(bad)} figures not in the documents:\n" + "\n".join(bad)
+
+
+def test_every_number_in_every_easy_answer_occurs_in_its_answer_or_the_sources(shipped):
+    """やさしい日本語 says the same: each figure, date and phone number as in the documents, and each
+    phone number and URL exactly as in the answer it rewrites."""
+    kb = shipped.kb
+    index = SourceIndex(doc.text for doc in kb.sources.values())
+    bad = []
+    link = re.compile(r"https?://[!-~]+|0[0-9]{1,4}[-(][0-9]{1,4}[-)]?[0-9]{3,4}")
+    for faq in kb.faqs:
+        if not faq.easy_answer:
+            continue
+        for problem in index.check(faq.easy_answer):
+            bad.append(f"{faq.id}: {problem.figure!r} in …{problem.context}…")
+        answer = normalise(faq.answer)
+        for value in link.findall(faq.easy_answer):
+            if normalise(value.rstrip("）)")) not in answer:
+                bad.append(f"{faq.id}: {value!r} is not in the answer")
+    assert not bad, f"{len(bad)} figures not as in the documents:\n" + "\n".join(bad)
 
 
 def test_contact_phones_and_emails_are_written_as_in_the_sources(shipped):

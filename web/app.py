@@ -24,7 +24,7 @@ from jinja2 import ChoiceLoader, FileSystemLoader
 from jinja2.sandbox import SandboxedEnvironment
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from bot.dialogue import Bot
+from bot.dialogue import Bot, contact_line
 from bot.scenario import scenario_view
 from bot.settings import Settings, get_settings
 from faq.loader import load_knowledge_base
@@ -430,6 +430,9 @@ def create_app(settings: Settings, bot: Bot | None = None) -> FastAPI:
                     score=round(hit.score, 4), matched_terms=[t for t in dict.fromkeys(terms) if t in text],
                     document_title=current.document_title(faq.source.document), section=faq.source.section,
                     source_label=source["label"], source_url=source["url"], updated=faq.updated.isoformat(),
+                    deadlines=[s.text for s in bot.deadline_statuses(faq)],
+                    contacts=[contact_line(current.contacts[c]).lstrip("・") for c in faq.contacts if c in current.contacts],
+                    card_text=bot.answer_text(faq),
                 )
             )
         return SearchResponse(query=q, confidence=round(result.confidence, 4), band=result.band, hits=hits)
@@ -476,7 +479,10 @@ def create_app(settings: Settings, bot: Bot | None = None) -> FastAPI:
         parts = [[(n, lines[n - 1]) for n in range(first, last + 1)] for first, last in doc.passages]
         return templates.TemplateResponse(request, "sources.html", {"doc": doc, "parts": parts, "docs": None})
 
+    from .resident import register_resident
     from .staff import register_staff
+
+    register_resident(app, settings, state, templates, kb_now)  # ふりがな, やさしい日本語, feedback form, memo, widget
 
     register_staff(app, settings, state, templates)
     return app

@@ -93,6 +93,9 @@ class SearchHitPublic(BaseModel):
     source_label: str = Field("", description="「document title › section」, as the answer card shows it")
     source_url: str = Field("", description="/sources/{document}#L{line}: the cited passage in the document")
     updated: str
+    deadlines: list[str] = Field(default_factory=list, description="Each date with its status (受付中 — あとN日, …まで有効 …)")
+    contacts: list[str] = Field(default_factory=list, description="Each contact on one line (name, phone, URL, hours)")
+    card_text: str = Field("", description="The answer card as plain text: answer, 日程, 問合せ先, 出典 (what the counter copies)")
 
 
 class SearchResponse(BaseModel):

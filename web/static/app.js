@@ -1,10 +1,19 @@
-// Progressive enhancement: without JavaScript the form posts to "/" and the server renders the reply.
+// Progressive enhancement: without JavaScript the forms post to the server, which renders the reply.
+// With it, each reply comes from /fragments/reply: the same template, so links, ふりがな, やさしい日本語
+// and the hidden 「回答」 heading are the same either way. Server HTML is escaped there; user text is
+// only ever set as text here.
 (function () {
   "use strict";
   var form = document.getElementById("ask-form");
   var transcript = document.getElementById("transcript");
-  if (!form || !transcript || !window.fetch) return;
+  if (!window.fetch) return;
   var sessionId = null;
+  var embedded = document.body.classList.contains("embed");
+  var params = new URLSearchParams(window.location.search);
+  var prefs = ["ruby", "easy"].filter(function (p) { return params.has(p); })
+    .map(function (p) { return p + "=" + encodeURIComponent(params.get(p)); });
+  if (embedded) prefs.push("embed=1");
+  var fragmentUrl = "/fragments/reply" + (prefs.length ? "?" + prefs.join("&") : "");
 
   function el(tag, cls, text) {
     var node = document.createElement(tag);
@@ -13,91 +22,87 @@
     return node;
   }
 
-  function button(label, onClick) {
-    var b = el("button", "button", label);
-    b.type = "button";
-    b.addEventListener("click", onClick);
-    return b;
+  function collapseFields() {
+    var fields = document.getElementById("fields");
+    if (fields) fields.open = false; // on a phone the field buttons would push the chat below the fold
   }
 
-  function render(reply) {
-    var card = el("article", "bot reply-" + reply.kind);
-    // The 出典 line of the text becomes a link; the line holding the asked fact comes first and is marked.
-    var body = reply.answer, cut = body.lastIndexOf("\n\n出典: ");
-    if (cut >= 0 && reply.sources && reply.sources.length) body = body.slice(0, cut);
-    if (reply.highlight) {
-      var hl = el("p", "highlight");
-      hl.appendChild(el("strong", null, "お尋ねの点:"));
-      hl.appendChild(document.createTextNode(" "));
-      hl.appendChild(el("mark", null, reply.highlight));
-      card.appendChild(hl);
-    }
-    var answer = el("div", "answer");
-    body.split("\n").forEach(function (line, i) {
-      if (i) answer.appendChild(document.createTextNode("\n"));
-      answer.appendChild(reply.highlight && line.trim() === reply.highlight ? el("mark", null, line) : document.createTextNode(line));
-    });
-    card.appendChild(answer);
-    (reply.sources || []).forEach(function (s) {
-      var p = el("p", "source", "出典: "), a = el("a", null, s.label || s.title);
-      a.href = s.url;
-      p.appendChild(a);
-      if (s.updated_label) p.appendChild(document.createTextNode(" (更新 " + s.updated_label + ")"));
-      card.appendChild(p);
-    });
-    var options = reply.choices.length ? reply.choices.map(function (c) { return { label: c.label, query: c.query }; })
-      : reply.kind === "candidates" ? reply.candidates.map(function (c) { return { label: c.question, query: c.question }; }) : [];
-    if (options.length) {
-      var list = el("ul", "choices");
-      options.forEach(function (o) { var li = el("li"); li.appendChild(button(o.label, function () { ask(o.query); })); list.appendChild(li); });
-      card.appendChild(list);
-    }
-    if (reply.related && reply.related.length) {
-      card.appendChild(el("h3", null, "関連する質問"));
-      var rel = el("ul", "related");
-      reply.related.forEach(function (r) {
-        var li = el("li"), a = el("a", null, r.question);
-        a.href = "/faqs/" + encodeURIComponent(r.faq_id);
-        li.appendChild(a); rel.appendChild(li);
-      });
-      card.appendChild(rel);
-    }
-    if (reply.faq_id) {
-      var fb = el("p", "feedback", "この回答は役に立ちましたか？ ");
-      [["役に立った", true], ["役に立たなかった", false]].forEach(function (pair) {
-        fb.appendChild(button(pair[0], function () { sendFeedback(reply, pair[1], fb); }));
-      });
-      card.appendChild(fb);
-    }
-    transcript.appendChild(card);
+  function show(node) {
+    transcript.appendChild(node);
+    node.scrollIntoView({ block: "start", behavior: "smooth" });
   }
 
-  function sendFeedback(reply, helpful, holder) {
-    fetch("/api/feedback", { method: "POST", headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ faq_id: reply.faq_id, helpful: helpful, query_id: reply.query_id }) })
-      .then(function (r) { return r.json(); })
-      .then(function (body) { holder.textContent = body.message || "ご意見ありがとうございました。"; });
+  function userLine(text) {
+    var p = el("p", "user");
+    p.appendChild(el("span", "visually-hidden", "あなた: "));
+    p.appendChild(document.createTextNode(text));
+    transcript.appendChild(p);
   }
 
-  function ask(query) {
-    transcript.appendChild(el("p", "user", query));
-    fetch("/api/ask", { method: "POST", headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ query: query, session_id: sessionId }) })
-      .then(function (r) { return r.json().then(function (body) { return { ok: r.ok, body: body }; }); })
-      .then(function (res) {
-        if (!res.ok) { transcript.appendChild(el("article", "bot", res.body.detail || "エラーが発生しました。")); return; }
-        sessionId = res.body.session_id;
-        render(res.body);
+  function ask(query, none) {
+    collapseFields();
+    userLine(none ? "どれにも当てはまらない" : query);
+    fetch(fragmentUrl, { method: "POST", headers: { "Content-Type": "application/json" }, credentials: "same-origin",
+      body: JSON.stringify({ query: query || "", session_id: sessionId, none: !!none }) })
+      .then(function (r) {
+        sessionId = r.headers.get("X-Govfaq-Session") || sessionId;
+        return r.text().then(function (html) { return { ok: r.ok || r.status === 429, html: html }; });
       })
-      .catch(function () { transcript.appendChild(el("article", "bot", "通信できませんでした。もう一度お試しください。")); });
+      .then(function (res) {
+        if (!res.ok) { show(el("article", "bot", "エラーが発生しました。")); return; }
+        var holder = document.createElement("template");
+        holder.innerHTML = res.html; // rendered and escaped by the server's template
+        var card = holder.content.firstElementChild;
+        if (card) show(card);
+      })
+      .catch(function () { show(el("article", "bot", "通信できませんでした。もう一度お試しください。")); });
   }
 
-  form.addEventListener("submit", function (event) {
-    event.preventDefault();
-    var input = form.querySelector("input[name=q]");
-    var query = input.value.trim();
-    if (!query) return;
-    input.value = "";
-    ask(query);
+  function sendFeedback(fb, helpful) {
+    var comment = fb.querySelector("textarea");
+    fetch("/api/feedback", { method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ faq_id: fb.dataset.faq, helpful: helpful, query_id: fb.dataset.query || null,
+        comment: !helpful && comment && comment.value.trim() ? comment.value.trim() : null }) })
+      .then(function (r) { return r.json(); })
+      .then(function (body) {
+        fb.textContent = "";
+        var p = el("p", null, body.message || "ご意見ありがとうございました。");
+        p.setAttribute("role", "status");
+        fb.appendChild(p);
+      });
+  }
+
+  document.addEventListener("submit", function (event) {
+    var target = event.target;
+    if (form && target === form) {
+      event.preventDefault();
+      var input = form.querySelector("input[name=q]");
+      var query = input.value.trim();
+      if (!query) return;
+      input.value = "";
+      ask(query);
+    } else if (target.hasAttribute("data-ask") && event.submitter) {
+      event.preventDefault();
+      if (event.submitter.name === "none") ask("", true); else ask(event.submitter.value);
+    } else if (target.classList.contains("feedback") && event.submitter) {
+      event.preventDefault();
+      var helpful = event.submitter.value === "1";
+      var details = target.querySelector("details");
+      // 役に立たなかった: first open the comment box; its 送信する button sends (with or without a comment).
+      if (!helpful && details && !details.open && !details.contains(event.submitter)) {
+        details.open = true;
+        details.querySelector("textarea").focus();
+        return;
+      }
+      sendFeedback(target, helpful);
+    }
+  });
+})();
+// Inside the widget's frame: Esc asks the host page to close the chat (it returns focus to its button).
+(function () {
+  "use strict";
+  if (!document.body.classList.contains("embed") || window.parent === window) return;
+  document.addEventListener("keydown", function (e) {
+    if (e.key === "Escape") window.parent.postMessage({ govfaq: "close" }, "*");
   });
 })();

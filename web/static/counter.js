@@ -22,8 +22,40 @@
     return frag;
   }
 
+  // Phone numbers and URLs in a line become links (tel:, https:); everything else stays text.
+  var LINK = /(https?:\/\/[A-Za-z0-9\-._~:\/?#\[\]@!$&'*+,;=%]+)|((?:^|[^0-9])(0[0-9]{1,4}(?:-[0-9]{1,4}-|\([0-9]{1,4}\))[0-9]{3,4})(?![0-9]))/g;
+  function linked(text) {
+    var frag = document.createDocumentFragment(), at = 0, m;
+    LINK.lastIndex = 0;
+    while ((m = LINK.exec(text))) {
+      var piece = m[1] || m[3], start = m[1] ? m.index : m.index + m[2].length - m[3].length;
+      frag.appendChild(document.createTextNode(text.slice(at, start)));
+      var a = el("a", null, piece); a.href = m[1] ? piece : "tel:" + piece.replace(/[^0-9]/g, "");
+      frag.appendChild(a); at = start + piece.length;
+    }
+    frag.appendChild(document.createTextNode(text.slice(at)));
+    return frag;
+  }
+
+  // The Clipboard API is withheld on plain http: then copy from a selected textarea, or leave it selected.
+  function copyText(text, button, holder) {
+    function done() { button.textContent = "コピーしました"; }
+    function fallback() {
+      var area = holder.querySelector("textarea.copy") || el("textarea", "copy");
+      area.value = text; area.readOnly = true; area.rows = 6;
+      area.setAttribute("aria-label", "コピーする回答（選択済み）");
+      if (!area.parentNode) holder.appendChild(area);
+      area.focus(); area.select();
+      var ok = false;
+      try { ok = document.execCommand("copy"); } catch (e) { ok = false; }
+      if (ok) done(); else button.textContent = "選択しました。Ctrl+C でコピーしてください";
+    }
+    if (navigator.clipboard && window.isSecureContext) navigator.clipboard.writeText(text).then(done, fallback);
+    else fallback();
+  }
+
   function select(i) {
-    var items = list.querySelectorAll("li");
+    var items = list.querySelectorAll("li.result");
     if (!items.length) return;
     active = Math.max(0, Math.min(items.length - 1, i));
     items.forEach(function (li, j) { li.setAttribute("aria-selected", j === active ? "true" : "false"); });
@@ -44,9 +76,22 @@
       meta.appendChild(document.createTextNode("｜更新 " + h.updated + "｜スコア " + h.score.toFixed(3)));
       li.appendChild(meta);
       var answer = el("p", "answer"); answer.appendChild(highlight(h.answer, h.matched_terms)); li.appendChild(answer);
+      if (h.deadlines && h.deadlines.length) {
+        var dates = el("ul", "dates");
+        h.deadlines.forEach(function (d) { dates.appendChild(el("li", null, d)); });
+        li.appendChild(el("p", "meta", "日程")); li.appendChild(dates);
+      }
+      if (h.contacts && h.contacts.length) {
+        var people = el("ul", "contacts");
+        h.contacts.forEach(function (c) { var item = el("li"); item.appendChild(linked(c)); people.appendChild(item); });
+        li.appendChild(el("p", "meta", "問合せ先")); li.appendChild(people);
+      }
+      var url = window.location.origin + "/faqs/" + h.faq_id;
       var copy = el("button", "button", "回答をコピー"); copy.type = "button";
-      copy.addEventListener("click", function () { navigator.clipboard && navigator.clipboard.writeText(h.question + "\n" + h.answer).then(function () { copy.textContent = "コピーしました"; }); });
-      li.appendChild(copy);
+      copy.addEventListener("click", function () { copyText(h.question + "\n\n" + (h.card_text || h.answer) + "\nURL: " + url, copy, li); });
+      var memo = el("a", "button", "窓口持参メモを印刷"); memo.href = "/faqs/" + h.faq_id + "/memo";
+      var actions = el("p", "actions"); actions.appendChild(copy); actions.appendChild(document.createTextNode(" ")); actions.appendChild(memo);
+      li.appendChild(actions);
       list.appendChild(li);
     });
     active = -1;
@@ -77,7 +122,7 @@
       .then(function (body) {
         out.textContent = "";
         if (!body.offices.length) { out.appendChild(el("p", null, "該当する窓口が見つかりません。")); return; }
-        body.offices.forEach(function (o) { out.appendChild(el("p", null, o.name + "　" + (o.address || "") + "　電話 " + (o.phone || ""))); });
+        body.offices.forEach(function (o) { out.appendChild(el("p")).appendChild(linked(o.name + "　" + (o.address || "") + "　電話 " + (o.phone || ""))); });
       });
   });
 })();
