@@ -6,8 +6,8 @@ One writer per process. A request never touches the file: it puts its row
 on a bounded in-memory queue and goes on at once; one writer thread drains
 the queue in batched transactions. The ids are made here, in the process
 (time-ordered UUIDs), so the answer carries its `query_id` before the row is
-written, and feedback that arrives for it links to it (the query row is
-always queued first). While the process lives no row is dropped: a batch the
+written, and feedback keeps that id (the query row is queued first in this
+process; another worker's may land a moment later, hence no foreign key). While the process lives no row is dropped: a batch the
 file refuses (locked by another process, read-only, disk full) is kept and
 retried, and only rows beyond the queue's bound are refused — counted, and
 shown on the staff page. A queued row reaches the file within about a
@@ -53,13 +53,15 @@ CREATE TABLE IF NOT EXISTS feedback (
     faq_id TEXT NOT NULL,
     helpful INTEGER NOT NULL,       -- 1 役に立った, 0 役に立たなかった
     comment TEXT,                   -- masked
-    query_id TEXT REFERENCES query_log (id) ON DELETE SET NULL
+    query_id TEXT                   -- the query_log id the answer carried, no foreign key: with several
+                                    -- workers that row may be written by another process a moment later
 );
 CREATE INDEX IF NOT EXISTS feedback_ts ON feedback (ts);
 """
 
 # Files written before the ids were made in the process had INTEGER ids (SQLite's rowid): their rows are
-# copied into the new tables with the same ids as text, so old feedback keeps its link.
+# copied into the new tables with the same ids as text, so old feedback keeps its link. Run one statement
+# at a time (split at ";", so no comment above may hold one).
 MIGRATE_INTEGER_IDS = """
 DROP INDEX IF EXISTS query_log_ts;
 DROP INDEX IF EXISTS feedback_ts;
@@ -136,7 +138,6 @@ class RecordStore:
             conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a commit survives the process being killed
             if not self._schema_ready:
                 self._create_schema(conn)
-            conn.execute("PRAGMA foreign_keys=ON")
         except BaseException:
             conn.close()
             raise
@@ -145,7 +146,7 @@ class RecordStore:
     def _create_schema(self, conn: sqlite3.Connection) -> None:
         columns = {row[1]: row[2] for row in conn.execute("PRAGMA table_info(query_log)")}
         if columns.get("id", "").upper() == "INTEGER":
-            conn.execute("PRAGMA foreign_keys=OFF")  # the copy keeps the links; checks would see half of it
+            conn.execute("PRAGMA foreign_keys=OFF")  # the old tables' foreign key would see half a copy
             conn.execute("BEGIN IMMEDIATE")
             try:
                 if {row[1]: row[2] for row in conn.execute("PRAGMA table_info(query_log)")}["id"].upper() == "INTEGER":
@@ -404,10 +405,10 @@ def _write_batch(conn: sqlite3.Connection, batch: list) -> None:
                 conn.execute(
                     "INSERT OR IGNORE INTO query_log (id, ts, query, band, faq_id, candidates, confidence) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?)", row)
-            else:  # a query_id that names no query row (made up, or purged) is stored as NULL
+            else:  # the query row may be another worker's, not written yet: the id is kept as given
                 conn.execute(
                     "INSERT OR IGNORE INTO feedback (id, ts, faq_id, helpful, comment, query_id) "
-                    "VALUES (?, ?, ?, ?, ?, (SELECT id FROM query_log WHERE id = ?))", row)
+                    "VALUES (?, ?, ?, ?, ?, ?)", row)
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:

@@ -433,6 +433,23 @@ def test_concurrent_writers_lose_no_row_and_wait_for_no_lock(tmp_path):
     store.close()
 
 
+def test_feedback_keeps_a_query_id_another_worker_writes_later(tmp_path):
+    from bot.records import new_record_id
+
+    path = tmp_path / "govfaq.sqlite3"
+    this, other = RecordStore(path), RecordStore(path)  # two workers on one file
+    early = new_record_id()  # the other worker's answer; its row is not in the file yet
+    assert this.add_feedback("faq-x", False, "違う", early)
+    assert this.flush()
+    assert this.rows("feedback")[0]["query_id"] == early
+    answered = other.log_query("別の質問", "answer", "faq-x", [], 0.9)
+    this.add_feedback("faq-x", False, "わかりにくい", answered)
+    assert this.flush() and other.flush()
+    assert [u["query"] for u in this.insights()["unhelpful"]] == ["別の質問", None]
+    this.close()
+    other.close()
+
+
 def test_an_overflow_is_counted_and_shown_on_the_staff_page(fast_engine, tmp_path):
     store = RecordStore(tmp_path / "govfaq.sqlite3", queue_rows=3, writer_busy_ms=50)
     other = sqlite3.connect(tmp_path / "govfaq.sqlite3", isolation_level=None)

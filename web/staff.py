@@ -8,8 +8,9 @@ past GOVFAQ_STAFF_LOGIN_ATTEMPTS_PER_MINUTE from one client, or
 GOVFAQ_STAFF_LOGIN_GLOBAL_PER_MINUTE from everyone, a login gets 429 with
 Retry-After (web/guards.py). Over https (GOVFAQ_PUBLIC_URL, or
 X-Forwarded-Proto from a trusted proxy) the cookies are Secure and named
-`__Host-…`, so no other site or plain-http page can set or read them. Logins live in the shared SQLite file beside the
-conversations, so every worker honours them. A reload rebuilds in the background and swaps the bot
+`__Host-…`, so neither a plain-http page nor another subdomain can set
+them. Logins live in the shared SQLite file beside the conversations, so
+every worker honours them. A reload rebuilds in the background and swaps the bot
 only when the new content has no problem and the index built: a failed
 reload keeps the old index serving and shows why.
 """
