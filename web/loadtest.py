@@ -61,9 +61,7 @@ from urllib.parse import urlsplit
 import httpx
 import psutil
 
-from web.loadmix import (  # noqa: F401  (the load test's public names, as before the split)
-    ABUSER_ADDRESS, KINDS, AbuseTally, Criterion, Tally, Workload, load_workload, percentile, read_out_of_scope,
-)
+from web.loadmix import Criterion, Workload, load_workload
 
 MAX_CLIENTS = 500
 MAX_DURATION_S = 900.0
