@@ -61,9 +61,7 @@ from urllib.parse import urlsplit
 import httpx
 import psutil
 
-from web.loadmix import (  # noqa: F401  (the load test's public names, as before the split)
-    ABUSER_ADDRESS, KINDS, AbuseTally, Criterion, Tally, Workload, load_workload, percentile, read_out_of_scope,
-)
+from web.loadmix import Criterion, Workload, load_workload
 
 MAX_CLIENTS = 500
 MAX_DURATION_S = 900.0
@@ -391,11 +389,14 @@ def generate_load(options: Options, base_url: str, pid: int | None, workload: Wo
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     env["GOVFAQ_LOADGEN_QUIET"] = "0" if say is not None else "1"
     bound = sum(p["duration"] + options.timeout + 35 for p in phases) + 2 * options.settle + 60
-    proc = subprocess.run(
-        [sys.executable, "-m", "web.loadgen"], input=json.dumps(spec, ensure_ascii=False), text=True,
-        stdout=subprocess.PIPE, stderr=None if say is not None else subprocess.PIPE, env=env, timeout=bound,
-        check=False,
-    )
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "web.loadgen"], input=json.dumps(spec, ensure_ascii=False), text=True,
+            stdout=subprocess.PIPE, stderr=None if say is not None else subprocess.PIPE, env=env, timeout=bound,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:  # run() has killed it
+        raise RuntimeError(f"the load generator did not finish within {bound:.0f} s") from None
     if proc.returncode != 0:
         raise RuntimeError(f"the load generator failed (exit {proc.returncode})\n{(proc.stderr or '')[-2000:]}")
     return json.loads(proc.stdout)
