@@ -66,7 +66,7 @@ def test_what_a_resident_typed_is_masked_on_disk(tmp_path):
     store.record(session, "電話は090-1234-5678、メールは taro@example.jp です", "fallback")
     raw = b"".join(p.read_bytes() for p in tmp_path.iterdir())
     assert b"1234-5678" not in raw and b"taro@example.jp" not in raw
-    assert "[電話]" in SqliteSessionStore(path).get(session.id).turns[0][0]
+    assert "［電話番号］" in SqliteSessionStore(path).get(session.id).turns[0][0]
 
 
 def test_an_unavailable_file_keeps_conversations_in_memory(tmp_path, caplog):
