@@ -184,3 +184,13 @@ def test_an_index_built_by_another_process_reaches_every_worker(shipped, tmp_pat
     assert "not switching" in caplog.text
     assert client_b.get(f"/api/faqs/{faq_id}").json()["question"].endswith("（改訂）")
     assert pick_up_new_index(app_b.state.runtime, settings) is False
+
+
+def test_a_long_turn_is_masked_before_it_is_cut(tmp_path):
+    """A phone number across the cut at MAX_TURN_CHARS leaves none of its digits."""
+    from bot.session import MAX_TURN_CHARS
+
+    store = SqliteSessionStore(tmp_path / "s.sqlite3")
+    session = store.get(None)
+    store.record(session, "あ" * (MAX_TURN_CHARS - 6) + "090-1234-5678", "fallback")
+    assert not any(c.isdigit() for c in session.turns[0][0])
