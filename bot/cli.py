@@ -382,9 +382,26 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def serve_log_config() -> dict:
+    """uvicorn's logging set-up plus ours: the service's messages on stderr, and its access log
+    (web.app.AccessLog: path without the query string) on stdout where uvicorn's would have been."""
+    import copy
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["formatters"]["govfaq"] = {"()": "uvicorn.logging.DefaultFormatter", "fmt": "%(levelprefix)s %(name)s: %(message)s"}
+    config["handlers"]["govfaq"] = {"formatter": "govfaq", "class": "logging.StreamHandler", "stream": "ext://sys.stderr"}
+    config["handlers"]["govfaq_access"] = {"formatter": "default", "class": "logging.StreamHandler", "stream": "ext://sys.stdout"}
+    config["loggers"]["govfaq"] = {"handlers": ["govfaq"], "level": "INFO", "propagate": False}
+    config["loggers"]["govfaq.access"] = {"handlers": ["govfaq_access"], "level": "INFO", "propagate": False}
+    return config
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from bot.privacy import install_log_masking
     from bot.settings import get_settings
 
     if args.forwarded_allow_ips is not None:
@@ -394,6 +411,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     if os.environ.get("FORWARDED_ALLOW_IPS") and "GOVFAQ_FORWARDED_ALLOW_IPS" not in os.environ:
         print("warning: FORWARDED_ALLOW_IPS is ignored; set GOVFAQ_FORWARDED_ALLOW_IPS or --forwarded-allow-ips "
               "(default: no proxy is trusted)", file=sys.stderr)
+    install_log_masking()  # the supervisor's own records; each worker installs it again in create_app
     uvicorn.run(
         "web.app:app_from_env",
         factory=True,
@@ -403,6 +421,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         # The app honours X-Forwarded-For / -Proto itself, from GOVFAQ_FORWARDED_ALLOW_IPS only (default none):
         # uvicorn's copy (which trusts 127.0.0.1 by default) must not rewrite the client first.
         proxy_headers=False,
+        # uvicorn's access log prints the request line, `GET /?q=<the question>`: ours logs the path only.
+        # Both settings travel with the config to every worker of `--workers N`.
+        access_log=False,
+        log_config=serve_log_config(),
     )
     return 0
 

@@ -67,7 +67,8 @@ class SessionStore:
             return session
 
     def record(self, session: Session, query: str, outcome: str) -> None:
-        session.turns.append((mask_personal_data(query[:MAX_TURN_CHARS]), outcome))
+        # Masked before it is cut: a number cut in two would leave digits the patterns no longer see.
+        session.turns.append((mask_personal_data(query)[:MAX_TURN_CHARS], outcome))
         del session.turns[: -self.max_turns]
 
     def drop(self, session_id: str) -> None:

@@ -66,7 +66,7 @@ def test_what_a_resident_typed_is_masked_on_disk(tmp_path):
     store.record(session, "電話は090-1234-5678、メールは taro@example.jp です", "fallback")
     raw = b"".join(p.read_bytes() for p in tmp_path.iterdir())
     assert b"1234-5678" not in raw and b"taro@example.jp" not in raw
-    assert "[電話]" in SqliteSessionStore(path).get(session.id).turns[0][0]
+    assert "［電話番号］" in SqliteSessionStore(path).get(session.id).turns[0][0]
 
 
 def test_an_unavailable_file_keeps_conversations_in_memory(tmp_path, caplog):
@@ -184,3 +184,13 @@ def test_an_index_built_by_another_process_reaches_every_worker(shipped, tmp_pat
     assert "not switching" in caplog.text
     assert client_b.get(f"/api/faqs/{faq_id}").json()["question"].endswith("（改訂）")
     assert pick_up_new_index(app_b.state.runtime, settings) is False
+
+
+def test_a_long_turn_is_masked_before_it_is_cut(tmp_path):
+    """A phone number across the cut at MAX_TURN_CHARS leaves none of its digits."""
+    from bot.session import MAX_TURN_CHARS
+
+    store = SqliteSessionStore(tmp_path / "s.sqlite3")
+    session = store.get(None)
+    store.record(session, "あ" * (MAX_TURN_CHARS - 6) + "090-1234-5678", "fallback")
+    assert not any(c.isdigit() for c in session.turns[0][0])

@@ -25,6 +25,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from bot.dialogue import Bot, contact_line
+from bot.privacy import install_log_masking, mask_personal_data
 from bot.scenario import scenario_view
 from bot.settings import Settings, get_settings
 from faq.loader import load_knowledge_base
@@ -46,6 +47,7 @@ from .models import (
 )
 
 log = logging.getLogger("govfaq.web")
+access_log = logging.getLogger("govfaq.access")
 HERE = Path(__file__).resolve().parent
 MAX_BODY_BYTES = 16 * 1024
 SESSION_COOKIE = "govfaq_session"
@@ -126,6 +128,36 @@ class BodyLimit:
             await JSONResponse(status_code=413, content={"detail": TOO_LARGE}, headers=SECURITY_HEADERS)(scope, receive, send)
 
 
+class AccessLog:
+    """One line per request: method, path, status, milliseconds. Never the query string (`/?q=` and
+    `/api/search?q=` carry residents' questions), nor the client's address; the path itself is masked
+    (`/faqs/090-1234-5678` is logged as `/faqs/［電話番号］`). `govfaq serve` turns uvicorn's own access log,
+    which prints the whole request line, off."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # what the client gets if the app fails before answering
+
+        async def tracked_send(message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked_send)
+        finally:
+            # Control characters would let a crafted path forge log lines.
+            path = "".join(c if c.isprintable() else "?" for c in mask_personal_data(scope.get("path", ""))[:300])
+            access_log.info("%s %s %d %.1f ms", scope.get("method", "?"), path, status, (time.perf_counter() - started) * 1000)
+
+
 class _State:
     def __init__(self) -> None:
         self.bot: Bot | None = None
@@ -176,6 +208,7 @@ def public_reason(exc: BaseException) -> str:
 
 
 def create_app(settings: Settings, bot: Bot | None = None) -> FastAPI:
+    install_log_masking()  # every log record of this process, ours and uvicorn's, is masked from here on
     result = load_knowledge_base(settings.content_dir, settings.sources_dir)
     for problem in result.problems:
         # A broken file is reported, never fatal: the valid entries still serve.
@@ -289,6 +322,7 @@ def create_app(settings: Settings, bot: Bot | None = None) -> FastAPI:
         # Before the limits look at the address: X-Forwarded-For / -Proto count only from these proxies
         # (the rightmost address they did not add). `govfaq serve` turns uvicorn's own copy of this off.
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.forwarded_allow_ips)
+    app.add_middleware(AccessLog)  # outside even that, so that a 413 is logged too
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -29,6 +29,7 @@ from fastapi import FastAPI, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from bot.privacy import mask_personal_data
 from bot.session import SharedSqlite
 
 from .guards import client_of
@@ -110,6 +111,19 @@ class StaffSessions:
             self._memory.pop(key, None)
         if self.db is not None:
             self.db.run(lambda c: c.execute("DELETE FROM staff_sessions WHERE id_hash = ?", (key,)))
+
+
+def masked_insights(insights: dict) -> dict:
+    """The insights with every resident's text masked again on its way to the page. Text is masked before
+    it is stored; this also covers rows stored by an older version with weaker masking (masking twice
+    changes nothing)."""
+    for group in insights.get("unanswered", []):
+        group["example"] = mask_personal_data(group["example"])
+        group["queries"] = [mask_personal_data(q) for q in group["queries"]]
+    for row in insights.get("unhelpful", []):
+        row["comment"] = mask_personal_data(row["comment"]) if row.get("comment") else row.get("comment")
+        row["query"] = mask_personal_data(row["query"]) if row.get("query") else row.get("query")
+    return insights
 
 
 def svg_answer_rate(by_day: list[dict], width: int = 640, height: int = 160) -> str:
@@ -227,7 +241,7 @@ def register_staff(app: FastAPI, settings, state, templates) -> None:
         kb = state.bot.kb if state.bot else check.kb
         by_field = [(node.title, len(kb.faqs_under((node.title,))), node.id) for node in kb.tree]
         records = state.bot.records if state.bot else None
-        insights = records.insights() if records else {"unanswered": [], "unhelpful": [], "top": [], "by_day": []}
+        insights = masked_insights(records.insights()) if records else {"unanswered": [], "unhelpful": [], "top": [], "by_day": []}
         top = [(row["faq_id"], kb.get(row["faq_id"]).question if kb.get(row["faq_id"]) else row["faq_id"], row["n"]) for row in insights["top"]]
         return templates.TemplateResponse(
             request,
