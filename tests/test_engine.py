@@ -116,3 +116,77 @@ def test_empty_and_unknown_queries_fall_back(shipped, tokenizer):
     engine = engine_for(small_kb(shipped.kb), tokenizer).build()
     assert engine.search("").band == "fallback"
     assert engine.search("   ").hits == []
+
+
+class CachingHashingEmbedder(HashingEmbedder):
+    """The hashing embedder with the real embedder's query LRU in front of it."""
+
+    def __init__(self, size=8):
+        from index.embed import QueryVectorCache
+
+        super().__init__()
+        self.query_cache = QueryVectorCache(size)
+
+    def embed_query(self, text):
+        return self.query_cache.get(text, lambda t: self.embed_queries([t])[0])
+
+
+def test_query_vectors_come_from_the_lru_keyed_on_the_normalised_text(shipped, tokenizer):
+    embedder = CachingHashingEmbedder()
+    engine = engine_for(small_kb(shipped.kb), tokenizer, embedder).build()
+    first = engine.search("ﾏｲﾅﾝﾊﾞｰｶｰﾄﾞの更新")  # half-width: normalised before embedding
+    calls = embedder.calls
+    again = engine.search("マイナンバーカードの更新")
+    assert embedder.calls == calls and embedder.query_cache.hits == 1  # no model call
+    assert [h.faq_id for h in again.hits] == [h.faq_id for h in first.hits]
+    vector = embedder.embed_query("マイナンバーカードの更新")
+    assert not vector.flags.writeable  # a caller cannot change what the next query gets
+
+
+def test_query_lru_evicts_the_least_recently_used_and_can_be_off():
+    from index.embed import QueryVectorCache
+
+    computed = []
+
+    def compute(text):
+        computed.append(text)
+        return np.full(4, len(computed), np.float32)
+
+    cache = QueryVectorCache(2)
+    cache.get("a", compute), cache.get("b", compute), cache.get("a", compute), cache.get("c", compute)
+    assert computed == ["a", "b", "c"] and len(cache) == 2
+    cache.get("a", compute)  # kept: used after b
+    cache.get("b", compute)  # evicted by c
+    assert computed == ["a", "b", "c", "b"]
+    assert cache.hits == 2 and cache.misses == 4 and cache.hit_rate == pytest.approx(2 / 6)
+    off = QueryVectorCache(0)
+    off.get("a", compute), off.get("a", compute)
+    assert computed[-2:] == ["a", "a"] and len(off) == 0
+
+
+def test_query_lru_is_safe_across_threads():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from index.embed import QueryVectorCache
+
+    cache = QueryVectorCache(16)
+    texts = [f"q{i % 40}" for i in range(2000)]
+    with ThreadPoolExecutor(8) as pool:
+        vectors = list(pool.map(lambda t: cache.get(t, lambda s: np.full(3, int(s[1:]), np.float32)), texts))
+    assert all(int(v[0]) == int(t[1:]) for v, t in zip(vectors, texts))  # never another query's vector
+    assert len(cache) <= 16 and cache.hits + cache.misses == len(texts)
+
+
+def test_another_precision_never_reuses_an_index_or_a_cached_vector(tmp_path, shipped, tokenizer):
+    """The same weights at another precision (or runtime) have another fingerprint: the index is
+    refused and every text is embedded again, none served from the other's cache entries."""
+    kb = small_kb(shipped.kb)
+    fp32 = HashingEmbedder()
+    fp32.fingerprint, fp32.precision = "fp32-onnx:abc", "fp32"
+    engine_for(kb, tokenizer, fp32).build(cache_dir=tmp_path / "cache").save(tmp_path / "var")
+    q4 = HashingEmbedder()
+    q4.fingerprint, q4.precision = "q4-onnx:abc", "q4"
+    with pytest.raises(IndexMismatch, match="model_fingerprint.*embedding_precision"):
+        engine_for(kb, tokenizer, q4).load(tmp_path / "var")
+    engine = engine_for(kb, tokenizer, q4).build(cache_dir=tmp_path / "cache")
+    assert engine.stats["embedded"] == engine.stats["vectors"] == q4.embedded
