@@ -19,7 +19,6 @@ already compares with the last commit, and a revert is then just an older text.
 from __future__ import annotations
 
 import os
-import re
 import threading
 import time
 from dataclasses import dataclass
@@ -27,9 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from .drafts import entry_yaml
-from .yamlio import parse_yaml_list
+from .yamlio import _TOP_ITEM, parse_yaml_list
 
-_TOP_ITEM = re.compile(r"^-(?: |$)", re.MULTILINE)
 _lock = threading.Lock()  # one publish at a time in this process: read, replace, write, commit
 EMAIL_DOMAIN = "staff.govfaq"
 

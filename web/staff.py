@@ -1,6 +1,7 @@
 """Staff pages (/staff): for the people who maintain the FAQ files.
 
-Off unless GOVFAQ_STAFF_TOKEN is set: every staff route then answers 404.
+Off unless a staff account exists (bot/accounts.py) or GOVFAQ_STAFF_TOKEN is set: every staff
+route then answers 404. The token logs in only while no account exists (the bootstrap).
 The token is compared in constant time; a login lasts staff_session_seconds;
 every form carries a CSRF token tied to the login (and the login form a
 double-submit cookie). Wrong guesses are answered at once, never slept on:
