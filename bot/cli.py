@@ -160,6 +160,29 @@ def _settings(args: argparse.Namespace):
     return Settings(**overrides)
 
 
+def _cmd_staff(args: argparse.Namespace) -> int:
+    from bot.accounts import AccountError, Accounts, accounts_path
+
+    accounts = Accounts(accounts_path(_settings(args)))
+    try:
+        if args.staff_command == "add":
+            password = accounts.add(args.name, args.role)
+            print(f"{args.name}（{args.role}）を作りました。初回のパスワード（一度だけ表示します）:", file=sys.stderr)
+            print(password)
+            print("最初のログインで新しいパスワードを決めてもらいます。", file=sys.stderr)
+        elif args.staff_command == "disable":
+            accounts.disable(args.name)
+            print(f"{args.name} を無効にしました（開いていたログインも使えなくなります）", file=sys.stderr)
+        else:
+            for account in accounts.list():
+                state = "disabled" if account.disabled else ("one-time password" if account.must_change else "active")
+                print(f"{account.name}\t{account.role}\t{state}\t{account.created}")
+    except AccountError as exc:
+        print(f"エラー: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _cmd_index_build(args: argparse.Namespace) -> int:
     from bot.runtime import load_engine
 
@@ -583,6 +606,18 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--no-cold", action="store_true", help="skip the cold build (model conversion and full embedding)")
     bench.add_argument("--queries", type=int, default=60, help="number of timed queries")
     bench.set_defaults(func=_cmd_bench)
+
+    staff = commands.add_parser("staff", help="per-person staff accounts (viewer, editor, approver)")
+    staff_commands = staff.add_subparsers(dest="staff_command", required=True)
+    add = staff_commands.add_parser("add", help="create an account and print its one-time password")
+    add.add_argument("name")
+    add.add_argument("--role", choices=["viewer", "editor", "approver"], required=True)
+    disable = staff_commands.add_parser("disable", help="disable an account (its open logins end too)")
+    disable.add_argument("name")
+    listing = staff_commands.add_parser("list", help="accounts, roles and states")
+    for p in (add, disable, listing):
+        p.add_argument("--data-dir", dest="data_dir", type=Path, default=None, help="GOVFAQ_DATA_DIR (default: var)")
+    staff.set_defaults(func=_cmd_staff)
 
     cal = commands.add_parser("calibrate", help="fit the confidence model on held-out paraphrases and out-of-scope questions")
     engine_args(cal)

@@ -24,9 +24,9 @@ from .schema import FAQ
 from .yamlio import parse_yaml_list
 
 
-def committed_entries(content_dir: Path) -> dict[str, dict[str, Any]] | None:
-    """FAQ id -> its entry as written in the last commit (raw YAML mapping); None when the
-    content folder is not in a git repository or the repository has no commit yet."""
+def committed_entries(content_dir: Path, at: bytes | None = None) -> dict[str, dict[str, Any]] | None:
+    """FAQ id -> its entry as written in the last commit (or the commit `at`; raw YAML mapping);
+    None when the content folder is not in a git repository or the repository has no commit yet."""
     from dulwich.errors import NotGitRepository
     from dulwich.object_store import tree_lookup_path
     from dulwich.repo import Repo
@@ -37,7 +37,7 @@ def committed_entries(content_dir: Path) -> dict[str, dict[str, Any]] | None:
         return None
     with repo:
         try:
-            head = repo[repo.head()]
+            head = repo[at or repo.head()]
         except KeyError:
             return None
         try:

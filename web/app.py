@@ -281,7 +281,7 @@ def create_app(settings: Settings, bot: Bot | None = None) -> FastAPI:
             raise HTTPException(status_code=503, detail="ただいま準備中です。しばらくしてからもう一度お試しください。")
         return state.bot
 
-    limits = Limits(settings, staff_login=settings.staff_token is not None)
+    limits = Limits(settings)  # staff accounts may appear at any time (govfaq staff add)
     app.state.limits = limits
     quota = SessionQuota(settings.max_sessions_per_client)
 

@@ -1,6 +1,7 @@
 """Staff pages (/staff): for the people who maintain the FAQ files.
 
-Off unless GOVFAQ_STAFF_TOKEN is set: every staff route then answers 404.
+Off unless a staff account exists (bot/accounts.py) or GOVFAQ_STAFF_TOKEN is set: every staff
+route then answers 404. The token logs in only while no account exists (the bootstrap).
 The token is compared in constant time; a login lasts staff_session_seconds;
 every form carries a CSRF token tied to the login (and the login form a
 double-submit cookie). Wrong guesses are answered at once, never slept on:
@@ -157,6 +158,20 @@ def register_staff(app: FastAPI, settings, state, templates) -> None:
     app.state.staff_status = status
 
     limits = app.state.limits
+    from bot.accounts import BOOTSTRAP, Accounts, accounts_path
+
+    accounts = Accounts(accounts_path(settings))
+    app.state.staff_accounts = accounts
+
+    def identify(name: str, password: str) -> str | None:
+        """Who these credentials are: a person's account, or (only while no account exists) the
+        shared token as the bootstrap approver. bot/accounts.py says why."""
+        if accounts.any():
+            account = accounts.verify(name.strip(), password)
+            return account.name if account else None
+        if token is not None and hmac.compare_digest(password.encode(), token.encode()):
+            return BOOTSTRAP
+        return None
 
     def over_https(request: Request) -> bool:
         return settings.https or request.url.scheme == "https"
@@ -180,7 +195,7 @@ def register_staff(app: FastAPI, settings, state, templates) -> None:
         return response
 
     def enabled() -> None:
-        if token is None:
+        if token is None and not accounts.any():
             raise HTTPException(status_code=404, detail="見つかりません。")
 
     def logged_in(request: Request) -> tuple[str, str] | None:
@@ -206,25 +221,31 @@ def register_staff(app: FastAPI, settings, state, templates) -> None:
     # Counted, and refused past the limits, in web/app.py's guard before this runs. async, and nothing
     # in it waits: a guess takes no worker thread and no time from anyone else's request.
     @app.post("/staff/login", response_class=HTMLResponse, include_in_schema=False)
-    async def login(request: Request, password: str = Form(""), csrf: str = Form("")) -> Response:
+    async def login(request: Request, password: str = Form(""), csrf: str = Form(""), name: str = Form("")) -> Response:
         enabled()
         client = client_of(request)
         cookie = request.cookies.get(cookie_name(request, LOGIN_CSRF_COOKIE), "")
         csrf_ok = bool(cookie) and hmac.compare_digest(cookie.encode(), csrf.encode())
-        # Prevent timing attacks: compare the whole token in constant time.
-        if csrf_ok and hmac.compare_digest(password.encode(), token.encode()):
+        # Prevent timing attacks: the token in constant time, passwords through argon2 (off the event loop).
+        who = await run_in_threadpool(identify, name, password) if csrf_ok else None
+        if who:
             limits.staff_login.clear(client)
             sid, _ = await run_in_threadpool(sessions.create)  # SQLite: off the event loop
+            await run_in_threadpool(accounts.own, sid, who)
+            await run_in_threadpool(accounts.audit, who, "login")
             response = RedirectResponse("/staff", status_code=303)
             set_cookie(response, request, COOKIE, sid, max_age=settings.staff_session_seconds)
             delete_cookie(response, request, LOGIN_CSRF_COOKIE)
             return response
+        await run_in_threadpool(accounts.audit, name.strip()[:40] or "(名前なし)", "failed login")
         return login_page(request, "パスワードが違います。", 401)
 
     @app.post("/staff/logout", include_in_schema=False)
     def logout(request: Request, csrf: str = Form("")) -> Response:
         sid, _ = require(request, csrf)
+        accounts.audit(accounts.owner(sid) or "?", "logout")
         sessions.drop(sid)
+        accounts.disown(sid)
         response = RedirectResponse("/staff/login", status_code=303)
         delete_cookie(response, request, COOKIE)
         return response
@@ -235,6 +256,7 @@ def register_staff(app: FastAPI, settings, state, templates) -> None:
         login = logged_in(request)
         if login is None:
             return RedirectResponse("/staff/login", status_code=303)
+        staff = who_is(request)
         from faq.loader import load_knowledge_base
 
         check = load_knowledge_base(settings.content_dir, settings.sources_dir)
@@ -250,16 +272,21 @@ def register_staff(app: FastAPI, settings, state, templates) -> None:
                 "csrf": login[1], "problems": [str(p) for p in check.problems], "by_field": by_field,
                 "faq_count": len(kb.faqs), "insights": insights, "top": top,
                 "plot": svg_answer_rate(insights["by_day"]), "status": status,
+                "staff": staff, "suggest": suggest_for(insights), "kb": kb,
             },
         )
 
     @app.post("/staff/reload", include_in_schema=False)
     def reload(request: Request, csrf: str = Form("")) -> Response:
-        require(request, csrf)
+        staff = who_is(request, "approver", csrf)
+        accounts.audit(staff.name, "reload")
+        start_reload()
+        return RedirectResponse("/staff", status_code=303)
+
+    def start_reload() -> None:
         if status.state != "running":
             status.state, status.step, status.errors, status.finished = "running", "内容を検証しています", [], None
             threading.Thread(target=_reload, name="govfaq-reload", daemon=True).start()
-        return RedirectResponse("/staff", status_code=303)
 
     def _reload() -> None:
         from bot.dialogue import Bot
@@ -284,6 +311,10 @@ def register_staff(app: FastAPI, settings, state, templates) -> None:
             status.step = "索引の作成に失敗しました（現在の索引で回答を続けています）"
         finally:
             status.finished = time.time()
+
+    from .staff_edit import register_staff_edit
+
+    who_is, suggest_for = register_staff_edit(app, settings, state, templates, require, accounts, start_reload)
 
     @app.get("/staff/export.csv", include_in_schema=False)
     def export(request: Request) -> Response:
