@@ -121,7 +121,9 @@ def served(fast_engine, tmp_path):
     records = RecordStore(data / "govfaq.sqlite3")
     sessions = SqliteSessionStore(data / "sessions.sqlite3")
     bot = Bot(fast_engine, records=records, sessions=sessions)
-    settings = Settings(data_dir=data, ask_rate_per_minute=0, feedback_rate_per_minute=0, staff_token="a-long-staff-token-for-tests-9")
+    settings = Settings(data_dir=data, ask_rate_per_minute=0, feedback_rate_per_minute=0,
+                        # One test client opens every session: the per-client cap is not under test here.
+                        max_sessions_per_client=10_000, staff_token="a-long-staff-token-for-tests-9")
     return TestClient(create_app(settings, bot=bot)), data, records
 
 
@@ -233,7 +235,6 @@ def test_the_access_log_of_govfaq_serve_has_no_query_string_nor_personal_data(mo
     """`govfaq serve --workers 2` on a real socket: questions sent as ?q=, as form and JSON bodies and as
     paths; its whole output (access log, uvicorn's messages, both workers') holds no query string and no
     personal data."""
-    import asyncio
     import signal
 
     import httpx
@@ -248,7 +249,7 @@ def test_the_access_log_of_govfaq_serve_has_no_query_string_nor_personal_data(mo
     sent = CORPUS[::6]
     try:
         server.start()
-        asyncio.run(wait_ready(server.base_url, timeout=300, proc=server.proc))
+        wait_ready(server.base_url, timeout=300, proc=server.proc)
         with httpx.Client(base_url=server.base_url, timeout=60, trust_env=False) as client:
             for entry in sent:
                 text = entry["text"]
