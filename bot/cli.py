@@ -294,7 +294,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from bot.runtime import load_bot
 
     try:
-        items = read_items(Path(args.file))
+        items = [item for file in args.file for item in read_items(Path(file))]
     except (OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -303,7 +303,28 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result, ensure_ascii=False))
     else:
-        print(format_report(result))
+        # Held-out sets are scored for the report only: their misses are not for reading.
+        print(format_report(result, misses=not args.summary and not any("heldout" in f for f in args.file)))
+    return 0
+
+
+def _cmd_rank(args: argparse.Namespace) -> int:
+    from bot.evaluate import rank
+    from bot.runtime import load_bot
+    from index.retrieval_bench import read_jsonl
+
+    try:
+        rows = read_jsonl(Path(args.file), ("id", "query"))
+    except (OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    # Test questions are not residents' queries: keep them out of the query log.
+    for line in rank(load_bot(_settings(args), records=False), rows):
+        if args.json:
+            print(json.dumps(line, ensure_ascii=False))
+        else:
+            top = " ".join(f"{h['faq_id']}({h['score']:.3f})" for h in line["hits"][:3])
+            print(f"{line['id']}\t{line['kind']}\t{line['confidence']:.3f}\t{top}")
     return 0
 
 
@@ -589,9 +610,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = commands.add_parser("eval", help="score the bot on a JSONL file of questions and expected facts")
     engine_args(ev)
-    ev.add_argument("file")
+    ev.add_argument("file", nargs="+", help="one or more JSONL files, scored together")
     ev.add_argument("--json", action="store_true", help="machine-readable output (items and summary)")
+    ev.add_argument(
+        "--summary", action="store_true",
+        help="figures only, no missed items (always so for a file named *heldout*: scored for reports, never read)",
+    )
     ev.set_defaults(func=_cmd_eval)
+
+    rk = commands.add_parser(
+        "rank", help="the decision and the top 10 FAQs for each query of a JSONL file ({\"id\", \"query\"} per line)"
+    )
+    engine_args(rk)
+    rk.add_argument("file", help="JSONL with id and query; each line is asked in a fresh conversation")
+    rk.add_argument("--json", action="store_true", help='one JSON object per query: id, kind, band, confidence, hits [{"faq_id", "score"}]')
+    rk.set_defaults(func=_cmd_rank)
 
     er = commands.add_parser("eval-retrieval", help="Hit@1, MRR@10, nDCG@10, Recall@10 on an external question/answer set")
     engine_args(er)

@@ -87,6 +87,7 @@ class Reply:
     related: list[dict] = field(default_factory=list)
     choices: list[dict] = field(default_factory=list)  # clarifying buttons: {"label", "query"}
     highlight: str | None = None  # the line of the answer holding the fact asked for (phone, date, amount, count)
+    ranking: list[dict] = field(default_factory=list)  # the search behind the decision: top hits {"faq_id", "score"}
     session_id: str | None = None
     query_id: str | None = None  # the query-log row (made before it is written), for feedback
 
@@ -314,7 +315,7 @@ class Bot:
             )
         if disaster:
             reply = self._with_consultation(reply, session)
-        return reply
+        return _with(reply, ranking=ranking_of(result))
 
     # ------------------------------------------------------------ helpers
     def _is_contacts_lookup(self, text: str) -> bool:
@@ -382,7 +383,7 @@ class Bot:
         faq = self.kb.get(result.hits[0].faq_id)
         session.faq_id = faq.id
         reply = self.answer_reply(faq, result, result.confidence, "answer")
-        return _with(reply, message=f"{session.program}について: {faq.question}")
+        return _with(reply, message=f"{session.program}について: {faq.question}", ranking=ranking_of(result))
 
     def _clarify(self, text: str, result: SearchResult, gap: float = CLARIFY_GAP) -> Reply | None:
         """Top candidates from different programmes with close scores: ask which one.
@@ -445,6 +446,10 @@ class Bot:
 
     def _smalltalk(self, message: str) -> Reply:
         return Reply(kind="smalltalk", answered=False, faq_id=None, answer=message, band="fallback", confidence=0.0, message=message)
+
+
+def ranking_of(result: SearchResult, n: int = 10) -> list[dict]:
+    return [{"faq_id": h.faq_id, "score": round(h.score, 4)} for h in result.hits[:n]]
 
 
 def _names(text: str, program: str) -> bool:
