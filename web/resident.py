@@ -236,7 +236,7 @@ def register_resident(app: FastAPI, settings: Settings, state, templates, kb_now
         faq_id: str = Form(max_length=80),
         helpful: str = Form("0", max_length=1),
         comment: str = Form("", max_length=1000),
-        query_id: str = Form("", max_length=20),
+        query_id: str = Form("", max_length=36),  # the UUID the query log made for the answer
     ) -> Response:
         """Feedback as a plain form post (no JavaScript): stored, then back to the FAQ's page with a thank-you."""
         if not allowed(feedback_limit, request, "feedback"):
@@ -250,7 +250,7 @@ def register_resident(app: FastAPI, settings: Settings, state, templates, kb_now
         stored = None
         if bot.records:
             stored = bot.records.add_feedback(faq_id, good, None if good else (comment.strip() or None),
-                                              int(query_id) if query_id.isdigit() else None)
+                                              query_id if re.fullmatch(r"[0-9a-f-]{1,36}", query_id) else None)
         return RedirectResponse(f"/faqs/{faq_id}?thanks={'1' if stored else '0'}#feedback-{faq_id}", status_code=303)
 
     @app.get("/faqs/{faq_id}/memo", response_class=HTMLResponse, include_in_schema=False)
