@@ -149,7 +149,7 @@ def test_reimport_updates_by_govbot_id_and_keeps_what_staff_added(tmp_path, caps
     csv_path = tmp_path / "city.csv"
     csv_path.write_bytes(csv_bytes(MINISTRY))
     content = tmp_path / "content"
-    assert main(["faq", "import", str(csv_path), "--into", str(content)]) == 0
+    assert import_into(csv_path, content, dt.date(2026, 12, 1)).problems == []
     faq_file = content / "faqs" / "city.yaml"
     # Staff add a paraphrase by hand, then the ministry publishes a new CSV:
     # one answer changed, one row gone, one row new, one in a new 中分類.
