@@ -8,7 +8,10 @@ Two stores with one interface: `SessionStore` in this process's memory (the
 command line, tests), and `SqliteSessionStore`, which the service uses, so
 that every worker process and every instance on the same disk sees the same
 conversation. If the SQLite file fails, the SQLite store carries on in
-memory for a minute, logs a warning, and tries the file again.
+memory for a minute, logs a warning, and tries the file again. A file that is
+only busy (another worker's write, a checkpoint) is waited for, up to two
+seconds, and is not turned off: turns kept in one process's memory are
+invisible to the other workers, so memory is the last resort, not the first.
 """
 
 from __future__ import annotations
@@ -97,15 +100,22 @@ CREATE INDEX IF NOT EXISTS sessions_last_seen ON sessions (last_seen);
 """
 
 
-class SharedSqlite:
-    """One SQLite connection per process, WAL mode, short busy timeout, used under a lock.
+def _is_busy(exc: BaseException) -> bool:
+    """A lock another connection holds: the file works, it was just taken."""
+    return isinstance(exc, sqlite3.OperationalError) and ("locked" in str(exc) or "busy" in str(exc))
 
-    `run(fn)` gives fn the connection; on any SQLite or OS error it logs a
+
+class SharedSqlite:
+    """One SQLite connection per process, WAL mode, used under a lock.
+
+    `run(fn)` gives fn the connection. A busy file is waited for (`busy_ms`);
+    if it is still busy, the call returns None and the next call tries again.
+    On any other SQLite or OS error (read-only, damaged, disk full) it logs a
     warning, returns None and keeps the file off for `retry_after` seconds,
-    so a locked or read-only file slows no answer down twice.
+    so a broken file slows no answer down twice.
     """
 
-    def __init__(self, path: Path, schema: str, busy_ms: int = 250, retry_after: float = 60.0):
+    def __init__(self, path: Path, schema: str, busy_ms: int = 2000, retry_after: float = 60.0):
         self.path = Path(path)
         self.schema = schema
         self.busy_ms = busy_ms
@@ -140,6 +150,9 @@ class SharedSqlite:
             try:
                 return fn(self._connection())
             except (sqlite3.Error, OSError) as exc:
+                if _is_busy(exc):
+                    log.warning("%s busy for over %d ms, keeping this write in memory until the next: %s", self.path, self.busy_ms, exc)
+                    return None
                 log.warning("%s unavailable, carrying on in memory for %.0f s: %s", self.path, self.retry_after, exc)
                 self._off_until = time.monotonic() + self.retry_after
                 if self._conn is not None:
@@ -158,7 +171,10 @@ class SqliteSessionStore(SessionStore):
 
     def get(self, session_id: str | None) -> Session:
         now = self.clock()
-        if session_id:
+        with self._lock:
+            # A copy in memory is one the file has not taken yet, so it is newer than any row there.
+            held = self._sessions.get(session_id or "")
+        if session_id and held is None:
             row = self.db.run(
                 lambda c: c.execute(
                     "SELECT state FROM sessions WHERE id = ? AND last_seen >= ?", (session_id, now - self.ttl)
@@ -195,9 +211,15 @@ class SqliteSessionStore(SessionStore):
                 )
             return True
 
-        if self.db.run(write):
-            with self._lock:  # stored in the file: this process's memory copy is not needed
+        stored = self.db.run(write)
+        with self._lock:
+            if stored:  # in the file: this process's memory copy is not needed
                 self._sessions.pop(session.id, None)
+            else:  # kept here until a later write reaches the file; a session read from the file was not here yet
+                self._sessions[session.id] = session
+                self._sessions.move_to_end(session.id)
+                while len(self._sessions) > self.max_sessions:
+                    self._sessions.popitem(last=False)
 
     def drop(self, session_id: str) -> None:
         super().drop(session_id)
