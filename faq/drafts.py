@@ -25,7 +25,7 @@ import yaml
 from .schema import FAQ
 
 # The order fields are written in, as the shipped files write them.
-FIELD_ORDER = ("id", "govbot_id", "question", "alt_questions", "answer", "category", "program", "tags",
+FIELD_ORDER = ("id", "govbot_id", "question", "alt_questions", "answer", "easy_answer", "category", "program", "tags",
                "deadlines", "contacts", "source", "updated", "publish_from", "valid_until")
 DEADLINE_KEYS = ("time", "end_time", "kind", "opens")
 FORM = "フォーム"
@@ -61,14 +61,30 @@ def parse_deadlines(text: str) -> list[dict]:
     return out
 
 
+def _tags(text: str) -> list[str]:
+    """Tags as typed: separated by commas (、 or ,) or new lines, blanks and repeats dropped."""
+    out: list[str] = []
+    for tag in re.split(r"[,、，\n]", text or ""):
+        if tag.strip() and tag.strip() not in out:
+            out.append(tag.strip())
+    return out
+
+
 def entry_from_form(form: dict[str, str], base: dict[str, Any] | None) -> dict[str, Any]:
-    """The entry the form describes. Fields the form does not show (tags, program, govbot_id,
-    schedule dates) are kept from `base`, the entry being edited."""
+    """The entry the form describes. Fields the form does not show (govbot_id, schedule dates)
+    are kept from `base`, the entry being edited; so are easy_answer, program and tags when a
+    caller's form leaves them out (a field sent empty removes them)."""
     entry = dict(base or {})
     entry["id"] = (form.get("id") or entry.get("id") or "").strip()
     entry["question"] = form.get("question", "").strip()
     entry["alt_questions"] = _lines(form.get("alt_questions", ""))
     entry["answer"] = form.get("answer", "").replace("\r\n", "\n").strip()
+    if "easy_answer" in form:
+        entry["easy_answer"] = form["easy_answer"].replace("\r\n", "\n").strip()
+    if "program" in form:
+        entry["program"] = form["program"].strip()
+    if "tags" in form:
+        entry["tags"] = _tags(form["tags"])
     entry["category"] = [part.strip() for part in form.get("category", "").split(" > ") if part.strip()]
     entry["deadlines"] = parse_deadlines(form.get("deadlines", ""))
     entry["contacts"] = [c for c in form.get("contacts_list", []) if c]
@@ -78,8 +94,8 @@ def entry_from_form(form: dict[str, str], base: dict[str, Any] | None) -> dict[s
         source["line"] = int(line) if line.isdigit() else line
     entry["source"] = source
     entry["updated"] = form.get("updated", "").strip()
-    for empty in ("alt_questions", "deadlines", "contacts"):
-        if not entry[empty]:
+    for empty in ("alt_questions", "deadlines", "contacts", "easy_answer", "program", "tags"):
+        if empty in entry and not entry[empty]:
             entry.pop(empty)
     return ordered(entry)
 

@@ -347,3 +347,59 @@ def test_every_shipped_faq_survives_the_form_round_trip(shipped):
         assert FAQ.model_validate(again) == faq, faq.id
         assert check_entry(again, shipped.kb, new=False) == [], faq.id
         assert entry_yaml(again).startswith(f"- id: {faq.id}\n")
+
+
+# ------------------------------------------------------------------ the form covers every field
+def test_the_form_has_every_field_and_they_reach_the_draft(site):
+    """Question, paraphrases, answer, easy_answer, category (from the tree), program, tags,
+    deadlines, contacts and the source section: the form shows each, and each lands in the draft."""
+    client = person(site, "alice")
+    page = client.get(f"/staff/faqs/{FAQ_ID}").text
+    for name in ("question", "alt_questions", "answer", "easy_answer", "category", "program", "tags",
+                 "deadlines", "contacts_list", "source_document", "source_section", "source_line", "updated"):
+        assert f'name="{name}"' in page, name
+    assert re.search(r'<select id="f-category" name="category">\s*<option', page)  # picked from the tree
+    new_page = client.get("/staff/faqs/new").text
+    assert 'name="easy_answer"' in new_page and 'name="tags"' in new_page and 'name="program"' in new_page
+    entry = published_entry(site[3])
+    r = client.post(f"/staff/faqs/{FAQ_ID}", follow_redirects=False, data=edit_data(
+        csrf_of(page), entry, easy_answer="きょうりょくたいは 1ねんから 3ねん はたらきます。",
+        tags="任期, 期間\n協力隊", program="地域おこし協力隊"))
+    assert r.status_code == 303, r.text
+    draft_id = int(r.headers["location"].rsplit("/", 1)[1])
+    from faq.drafts import Drafts
+
+    draft = Drafts(site[1].path).get(draft_id).entry
+    assert draft["easy_answer"] == "きょうりょくたいは 1ねんから 3ねん はたらきます。"
+    assert draft["tags"] == ["任期", "期間", "協力隊"] and draft["program"] == "地域おこし協力隊"
+    assert list(draft).index("easy_answer") == list(draft).index("answer") + 1  # written next to the answer
+    # Emptied fields go away instead of being written as blanks.
+    r = client.post(f"/staff/faqs/{FAQ_ID}", follow_redirects=False,
+                    data=edit_data(csrf_of(page), entry, easy_answer="  ", tags="", program=""))
+    draft = Drafts(site[1].path).get(int(r.headers["location"].rsplit("/", 1)[1])).entry
+    assert "easy_answer" not in draft and "tags" not in draft and "program" not in draft
+
+
+def test_the_checker_reports_the_new_fields_in_japanese(site):
+    client = person(site, "alice")
+    csrf = csrf_of(client.get(f"/staff/faqs/{FAQ_ID}").text)
+    entry = published_entry(site[3])
+    r = client.post(f"/staff/faqs/{FAQ_ID}", data=edit_data(csrf, entry, easy_answer="あ" * 2001))
+    assert r.status_code == 422 and "easy_answer:" in r.text
+    problem = re.search(r"<code>easy_answer: ([^<]+)</code>", r.text).group(1)
+    assert re.search(r"[ぁ-んァ-ン一-龥]", problem), problem  # Japanese, not pydantic's English
+    # What was typed stays in the form, so nothing is lost.
+    assert "あ" * 2001 in r.text
+
+
+def test_a_long_answer_fits_in_the_form(site):
+    """URL-encoding makes each Japanese character 9 bytes: the longest answer and easy_answer the
+    schema allows must still get through the body limit of the staff forms."""
+    client = person(site, "alice")
+    csrf = csrf_of(client.get(f"/staff/faqs/{FAQ_ID}").text)
+    entry = published_entry(site[3])
+    r = client.post(f"/staff/faqs/{FAQ_ID}", follow_redirects=False,
+                    data=edit_data(csrf, entry, answer="任期" * 2000, easy_answer="にんき" * 666))
+    assert r.status_code == 303, r.text[:300]
+    # Residents' routes keep the small limit.
+    assert client.post("/api/ask", json={"query": "あ" * 20_000}).status_code == 413

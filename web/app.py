@@ -89,16 +89,19 @@ class BodyLimit:
     as soon as it passes the limit, so nothing larger is ever held in memory.
     """
 
-    def __init__(self, app, max_bytes: int):
+    def __init__(self, app, max_bytes: int, wider: dict[str, int] | None = None):
         self.app = app
-        self.max_bytes = max_bytes
+        self.default_bytes = max_bytes
+        self.wider = wider or {}  # path prefix -> its own limit (the staff edit form, web/staff_edit.py)
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        path = scope.get("path", "")
+        max_bytes = next((n for prefix, n in self.wider.items() if path.startswith(prefix)), self.default_bytes)
         declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+        if declared is not None and (not declared.isdigit() or int(declared) > max_bytes):
             status = 413 if declared.isdigit() else 400
             detail = TOO_LARGE if status == 413 else "Content-Length が正しくありません。"
             await JSONResponse(status_code=status, content={"detail": detail}, headers=SECURITY_HEADERS)(scope, receive, send)
@@ -111,7 +114,7 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
+                if seen > max_bytes:
                     raise BodyTooLarge()  # FastAPI lets an HTTPException from the body read through
             return message
 
@@ -317,7 +320,9 @@ def create_app(settings: Settings, bot: Bot | None = None) -> FastAPI:
         return response
 
     # Outermost, so an over-long body is refused before anything else reads it.
-    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
+    from web.staff_edit import FORM_BODY_LIMITS
+
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES, wider=FORM_BODY_LIMITS)
     if settings.forwarded_allow_ips.strip():
         # Before the limits look at the address: X-Forwarded-For / -Proto count only from these proxies
         # (the rightmost address they did not add). `govfaq serve` turns uvicorn's own copy of this off.

@@ -27,6 +27,10 @@ from faq.drafts import KINDS, Drafts, check_entry, deadlines_text, diff, entry_f
 from faq.publish import PublishError, entry_before, history, publish
 
 MAX_FORM_FIELD = 20_000
+# A form field is URL-encoded, 9 bytes for each Japanese character: the longest answer (4000) and
+# easy_answer (2000) with paraphrases and the rest take ~60 KB. Only these forms get the wider limit;
+# residents' routes keep web/app.py's 16 KB.
+FORM_BODY_LIMITS = {"/staff/faqs": 256 * 1024}
 
 
 @dataclass(frozen=True)
