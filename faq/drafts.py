@@ -29,7 +29,8 @@ FIELD_ORDER = ("id", "govbot_id", "question", "alt_questions", "answer", "easy_a
                "deadlines", "contacts", "source", "updated", "publish_from", "valid_until")
 DEADLINE_KEYS = ("time", "end_time", "kind", "opens")
 FORM = "フォーム"
-KINDS = {"edit": "編集", "new": "新規", "revert": "変更の取り消し", "paraphrase": "言い換えの追加"}
+KINDS = {"edit": "編集", "new": "新規", "revert": "変更の取り消し", "paraphrase": "言い換えの追加",
+         "delete": "FAQ の削除（作成の取り消し）"}
 
 
 # ---------------------------------------------------------------- form <-> entry
@@ -155,10 +156,23 @@ def entry_yaml(entry: dict[str, Any]) -> str:
     return text
 
 
-def diff(before: dict[str, Any] | None, after: dict[str, Any], name: str) -> str:
-    old = entry_yaml(before).splitlines(keepends=True) if before else []
-    return "".join(difflib.unified_diff(old, entry_yaml(after).splitlines(keepends=True),
-                                        f"{name}（公開中）", f"{name}（下書き）"))
+def as_written(entry: dict[str, Any]) -> dict[str, Any]:
+    """A mapping read from a file as the form would write it (fields in order, text stripped), so a
+    diff shows what changed and not how it was typed; as it is when it is not a valid FAQ."""
+    from pydantic import ValidationError
+
+    try:
+        return raw_entry(FAQ.model_validate(entry))
+    except ValidationError:
+        return ordered(entry)
+
+
+def diff(before: dict[str, Any] | None, after: dict[str, Any] | None, name: str,
+         labels: tuple[str, str] = ("公開中", "下書き")) -> str:
+    """The unified diff of two entries as YAML (None: the entry does not exist on that side)."""
+    old = entry_yaml(as_written(before)).splitlines(keepends=True) if before else []
+    new = entry_yaml(as_written(after)).splitlines(keepends=True) if after else []
+    return "".join(difflib.unified_diff(old, new, f"{name}（{labels[0]}）", f"{name}（{labels[1]}）"))
 
 
 # ---------------------------------------------------------------- the checker
@@ -193,8 +207,8 @@ DRAFT_SCHEMA = """
 CREATE TABLE IF NOT EXISTS faq_drafts (
     id INTEGER PRIMARY KEY,
     faq_id TEXT NOT NULL,
-    kind TEXT NOT NULL,             -- edit | new | revert | paraphrase
-    entry TEXT NOT NULL,            -- the whole entry, JSON
+    kind TEXT NOT NULL,             -- edit | new | revert | paraphrase | delete
+    entry TEXT NOT NULL,            -- the whole entry, JSON (delete: the entry that will go)
     author TEXT NOT NULL,
     created TEXT NOT NULL,
     note TEXT,

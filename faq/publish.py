@@ -21,7 +21,6 @@ from __future__ import annotations
 import os
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,33 +35,56 @@ class PublishError(RuntimeError):
     """Publishing failed; the file is as it was. Message in Japanese for staff."""
 
 
-@dataclass(frozen=True)
-class Change:
-    commit_id: str
-    author: str
-    committer: str
-    when: int  # seconds since the epoch
-    message: str
-
-
 def signature(name: str) -> bytes:
     return f"{name} <{name}@{EMAIL_DOMAIN}>".encode()
 
 
 def locate(content_dir: Path, faq_id: str) -> tuple[Path, int] | None:
     """(file, 1-based first line) of the FAQ `faq_id` in faqs/*.yaml, or None."""
+    found = _find(content_dir, faq_id)
+    return found[:2] if found else None
+
+
+def entry_in_file(content_dir: Path | str, faq_id: str) -> dict[str, Any] | None:
+    """The FAQ `faq_id` as its file holds it now (which may be newer than what is served, when
+    someone edited the file and has not reloaded): what a draft replaces, so what its diff is against."""
+    found = _find(Path(content_dir), faq_id)
+    return found[2] if found else None
+
+
+def _find(content_dir: Path, faq_id: str) -> tuple[Path, int, dict[str, Any]] | None:
     for path in sorted((Path(content_dir) / "faqs").glob("*.yaml")):
         doc, _ = parse_yaml_list(path.read_text(encoding="utf-8"), str(path))
         if doc is None or not isinstance(doc.data, list):
             continue
         for index, item in enumerate(doc.data):
             if isinstance(item, dict) and item.get("id") == faq_id:
-                return path, doc.line_of((index,))
+                return path, doc.line_of((index,)), item
     return None
 
 
 def replace_entry(text: str, first_line: int, new_item: str) -> str:
     """`text` with the top-level list item starting at `first_line` replaced by `new_item`."""
+    start, end, lines = _item_lines(text, first_line)
+    if not new_item.endswith("\n"):
+        new_item += "\n"
+    return "".join(lines[:start]) + new_item + "".join(lines[end:])
+
+
+def cut_entry(text: str, first_line: int) -> str:
+    """`text` without the top-level list item starting at `first_line`, and the comment lines right
+    above it (they are about it, as `replace_entry` counts them). A blank line in front goes too
+    when one follows it (or it was the last), so the file keeps its spacing."""
+    start, end, lines = _item_lines(text, first_line)
+    while start > 0 and lines[start - 1].lstrip().startswith("#"):
+        start -= 1
+    if start > 0 and not lines[start - 1].strip() and (end >= len(lines) or not lines[end].strip()):
+        start -= 1
+    return "".join(lines[:start]) + "".join(lines[end:])
+
+
+def _item_lines(text: str, first_line: int) -> tuple[int, int, list[str]]:
+    """(first, one past the last) 0-based line of the list item starting at `first_line`."""
     lines = text.splitlines(keepends=True)
     start = first_line - 1
     end = len(lines)
@@ -74,9 +96,7 @@ def replace_entry(text: str, first_line: int, new_item: str) -> str:
     # Comments and blank lines just before the next entry belong to it, not to this one.
     while end > start + 1 and (not lines[end - 1].strip() or lines[end - 1].lstrip().startswith("#")):
         end -= 1
-    if not new_item.endswith("\n"):
-        new_item += "\n"
-    return "".join(lines[:start]) + new_item + "".join(lines[end:])
+    return start, end, lines
 
 
 def target_file(content_dir: Path, kb, entry: dict[str, Any]) -> Path:
@@ -98,6 +118,11 @@ def publish(content_dir: Path | str, kb, entry: dict[str, Any], author: str, app
     """Write `entry` into its file and commit it; returns the commit id (hex)."""
     content_dir = Path(content_dir)
     with _lock:
+        return _publish(content_dir, kb, entry, author, approver, note)
+
+
+def _publish(content_dir: Path, kb, entry: dict[str, Any], author: str, approver: str, note: str) -> str:
+    if True:
         found = locate(content_dir, entry["id"])
         if found:
             path, line = found
@@ -110,16 +135,40 @@ def publish(content_dir: Path | str, kb, entry: dict[str, Any], author: str, app
         doc, problems = parse_yaml_list(after, str(path))
         if doc is None or problems or not _holds(doc.data, entry):
             raise PublishError(f"{path.name} に書き込めませんでした（書いた後に読み直すと一致しません）。ファイルは変えていません")
-        repo = _repo(content_dir)
-        _write(path, after)
-        try:
-            return _commit(repo, content_dir, [path], author, approver,
-                           f"FAQ {entry['id']} を公開（{note or '編集'}、承認: {approver}）\n\nfaq: {entry['id']}\n")
-        except Exception as exc:
-            _write(path, before)
-            raise PublishError(f"git に記録できなかったため公開を取り消しました（{type(exc).__name__}: {exc}）") from exc
-        finally:
-            repo.close()
+        return _write_and_commit(content_dir, path, before, after, author, approver,
+                                 f"FAQ {entry['id']} を公開（{note or '編集'}、承認: {approver}）\n\nfaq: {entry['id']}\n")
+
+
+def remove(content_dir: Path | str, faq_id: str, author: str, approver: str, note: str = "") -> str:
+    """Take the FAQ `faq_id` out of its file (its lines only, as publishing replaces them) and commit
+    that; returns the commit id. This is how the creation of an FAQ is reverted."""
+    content_dir = Path(content_dir)
+    with _lock:
+        found = locate(content_dir, faq_id)
+        if found is None:
+            raise PublishError(f"FAQ {faq_id} がファイルに見つかりません（すでに削除されています）")
+        path, line = found
+        before = path.read_text(encoding="utf-8")
+        after = cut_entry(before, line)
+        doc, problems = parse_yaml_list(after, str(path))
+        items = doc.data if doc is not None and isinstance(doc.data, list) else [] if doc is not None and doc.data is None else None
+        if items is None or problems or any(isinstance(i, dict) and i.get("id") == faq_id for i in items):
+            raise PublishError(f"{path.name} から FAQ {faq_id} を取り除けませんでした。ファイルは変えていません")
+        return _write_and_commit(content_dir, path, before, after, author, approver,
+                                 f"FAQ {faq_id} を削除（{note or '削除'}、承認: {approver}）\n\nfaq: {faq_id}\n")
+
+
+def _write_and_commit(content_dir: Path, path: Path, before: str, after: str, author: str, approver: str,
+                      message: str) -> str:
+    repo = _repo(content_dir)
+    _write(path, after)
+    try:
+        return _commit(repo, content_dir, [path], author, approver, message)
+    except Exception as exc:
+        _write(path, before)
+        raise PublishError(f"git に記録できなかったため公開を取り消しました（{type(exc).__name__}: {exc}）") from exc
+    finally:
+        repo.close()
 
 
 def _holds(items, entry: dict[str, Any]) -> bool:
@@ -157,50 +206,3 @@ def _commit(repo, content_dir: Path, paths: list[Path], author: str, committer: 
                                  committer=signature(committer), commit_timestamp=int(time.time()),
                                  author_timestamp=int(time.time()))
     return commit_id.decode() if isinstance(commit_id, bytes) else str(commit_id)
-
-
-def history(content_dir: Path | str, faq_id: str, limit: int = 50) -> list[Change]:
-    """Commits that published `faq_id`, newest first (empty outside a repository)."""
-    from dulwich.repo import Repo
-
-    content_dir = Path(content_dir)
-    if not (content_dir / ".git").exists():
-        return []
-    marker = f"faq: {faq_id}"
-    out = []
-    with Repo(str(content_dir)) as repo:
-        try:
-            walker = repo.get_walker()
-        except KeyError:
-            return []
-        for item in walker:
-            commit = item.commit
-            message = commit.message.decode("utf-8", "replace")
-            if marker in message.splitlines():
-                out.append(Change(commit.id.decode(), _name(commit.author), _name(commit.committer),
-                                  commit.commit_time, message.splitlines()[0]))
-                if len(out) >= limit:
-                    break
-    return out
-
-
-def _name(signature: bytes) -> str:
-    return signature.decode("utf-8", "replace").split(" <", 1)[0]
-
-
-def entry_before(content_dir: Path | str, commit_id: str, faq_id: str) -> dict[str, Any] | None:
-    """The entry `faq_id` as it was before the commit `commit_id` (its first parent), or None."""
-    from dulwich.repo import Repo
-
-    from .history import committed_entries
-
-    with Repo(str(content_dir)) as repo:
-        try:
-            commit = repo[commit_id.encode()]
-        except (KeyError, ValueError):
-            return None
-        if not getattr(commit, "parents", None):
-            return None
-        parent = commit.parents[0]
-    entries = committed_entries(Path(content_dir), at=parent)
-    return (entries or {}).get(faq_id)

@@ -252,7 +252,7 @@ def test_editor_drafts_approver_publishes_served_history_and_revert(site):
     assert new_answer in str(served)
 
     history = approver.get(f"/staff/faqs/{FAQ_ID}").text
-    assert "作成: alice、承認: bob" in history
+    assert "作成者: alice、記録者: bob" in history
     commit = re.search(r'name="commit" value="([0-9a-f]{40})"', history).group(1)
     r = editor.post(f"/staff/faqs/{FAQ_ID}/revert", data={"csrf": csrf, "commit": commit}, follow_redirects=False)
     assert r.status_code == 303
@@ -304,7 +304,8 @@ def test_insights_offer_paraphrase_and_new_draft_and_export_csv(site):
 
 # ------------------------------------------------------------------ pure pieces
 def test_publish_writes_one_entry_and_commits_with_the_author(tmp_path, shipped):
-    from faq.publish import entry_before, history, publish
+    from faq.history import change_in, changes_of
+    from faq.publish import publish
 
     content = tmp_path / "content"
     shutil.copytree(CONTENT_DIR, content)
@@ -313,10 +314,12 @@ def test_publish_writes_one_entry_and_commits_with_the_author(tmp_path, shipped)
     commit = publish(content, shipped.kb, changed, "alice", "bob", "編集")
     kb = load_knowledge_base(content, compare_with_commit=True)
     assert kb.ok and not kb.warnings and kb.kb.get(FAQ_ID).answer == "新しい回答です。\n2行目です。"
-    changes = history(content, FAQ_ID)
-    assert [(c.commit_id, c.author, c.committer) for c in changes] == [(commit, "alice", "bob")]
-    assert entry_before(content, commit, FAQ_ID)["answer"].strip() == entry["answer"]
-    assert history(content, "some-other-faq") == []
+    changes = changes_of(content, FAQ_ID)
+    # The publish, then the first commit of the folder as it was (where the FAQ was created).
+    assert [(c.commit_id, c.author, c.committer, c.kind) for c in changes][0] == (commit, "alice", "bob", "changed")
+    assert [c.kind for c in changes[1:]] == ["created"]
+    assert change_in(content, commit, FAQ_ID).before["answer"].strip() == entry["answer"]
+    assert change_in(content, commit, "some-other-faq") is None and change_in(content, "f" * 40, FAQ_ID) is None
     # A new FAQ goes into the file of its field.
     new = changed | {"id": "kyoryokutai-new-one", "question": "新しい質問ですか"}
     publish(content, shipped.kb, new, "alice", "bob", "新規")
@@ -379,11 +382,8 @@ def test_the_form_has_every_field_and_they_reach_the_draft(site):
     draft = Drafts(site[1].path).get(int(r.headers["location"].rsplit("/", 1)[1])).entry
     assert "easy_answer" not in draft and "tags" not in draft and "program" not in draft
 
-
-def test_the_checker_reports_the_new_fields_in_japanese(site):
-    client = person(site, "alice")
-    csrf = csrf_of(client.get(f"/staff/faqs/{FAQ_ID}").text)
-    entry = published_entry(site[3])
+    # The same checker, in Japanese.
+    csrf = csrf_of(page)
     r = client.post(f"/staff/faqs/{FAQ_ID}", data=edit_data(csrf, entry, easy_answer="あ" * 2001))
     assert r.status_code == 422 and "easy_answer:" in r.text
     problem = re.search(r"<code>easy_answer: ([^<]+)</code>", r.text).group(1)
@@ -391,15 +391,125 @@ def test_the_checker_reports_the_new_fields_in_japanese(site):
     # What was typed stays in the form, so nothing is lost.
     assert "あ" * 2001 in r.text
 
-
-def test_a_long_answer_fits_in_the_form(site):
-    """URL-encoding makes each Japanese character 9 bytes: the longest answer and easy_answer the
-    schema allows must still get through the body limit of the staff forms."""
-    client = person(site, "alice")
-    csrf = csrf_of(client.get(f"/staff/faqs/{FAQ_ID}").text)
-    entry = published_entry(site[3])
+    # URL-encoding makes each Japanese character 9 bytes: the longest answer and easy_answer the
+    # schema allows must still get through the body limit of the staff forms.
     r = client.post(f"/staff/faqs/{FAQ_ID}", follow_redirects=False,
                     data=edit_data(csrf, entry, answer="任期" * 2000, easy_answer="にんき" * 666))
     assert r.status_code == 303, r.text[:300]
     # Residents' routes keep the small limit.
     assert client.post("/api/ask", json={"query": "あ" * 20_000}).status_code == 413
+
+
+# ------------------------------------------------------------------ history from git, however it was committed
+def git(content, *args, who="Hanako Yamada"):
+    env = {"GIT_AUTHOR_NAME": who, "GIT_AUTHOR_EMAIL": "hanako@example.jp", "GIT_COMMITTER_NAME": who,
+           "GIT_COMMITTER_EMAIL": "hanako@example.jp", "HOME": str(content), "PATH": "/usr/bin:/bin"}
+    return subprocess.run(["git", "-C", str(content), *args], check=True, capture_output=True, text=True, env=env).stdout
+
+
+def hand_edited(content):
+    """The content as a repository committed with the git command: the shipped files, then the
+    answer of FAQ_ID changed by hand in a second commit."""
+    git(content, "init", "-q")
+    git(content, "add", "-A")
+    git(content, "commit", "-qm", "最初の内容")
+    path, _ = __import__("faq.publish", fromlist=["locate"]).locate(content, FAQ_ID)
+    old = published_entry(content)["answer"]
+    text = path.read_text(encoding="utf-8")
+    first = old.splitlines()[0]
+    assert first in text
+    path.write_text(text.replace(first, "手で書き換えた回答です。", 1), encoding="utf-8")
+    git(content, "commit", "-qam", "回答を手で直した", who="Taro Suzuki")
+    return path, old
+
+
+def test_history_lists_every_commit_touching_the_faq_made_by_hand(tmp_path):
+    from faq.history import changes_of
+
+    content = tmp_path / "content"
+    shutil.copytree(CONTENT_DIR, content)
+    path, old = hand_edited(content)
+    # A commit touching another FAQ only, and one that only moves lines around, do not count.
+    other = load_knowledge_base(content).kb.faqs[-1]
+    text = path.read_text(encoding="utf-8")
+    (content / "notes.txt").write_text("メモ\n", encoding="utf-8")
+    git(content, "add", "notes.txt")
+    git(content, "commit", "-qm", "関係のない変更")
+    changes = changes_of(content, FAQ_ID)
+    assert [(c.kind, c.author, c.message) for c in changes] == [
+        ("changed", "Taro Suzuki", "回答を手で直した"), ("created", "Hanako Yamada", "最初の内容")]
+    assert "\n+    手で書き換えた回答です。\n" in changes[0].diff and "\n-    " + old.splitlines()[0] + "\n" in changes[0].diff
+    assert changes[0].before["answer"].startswith(old.splitlines()[0]) and changes[1].before is None
+    assert changes[0].commit_id == git(content, "rev-parse", "HEAD~1").strip()
+    assert [c.kind for c in changes_of(content, other.id)] == ["created"]
+    assert changes_of(content, "no-such-faq") == []
+    assert text == path.read_text(encoding="utf-8")
+
+
+def test_history_page_shows_hand_commits_with_diff_and_revert_even_of_the_creation(site):
+    app, accounts, _, content = site
+    path, _ = hand_edited(content)
+    editor, approver = person(site, "alice"), person(site, "bob")
+    page = editor.get(f"/staff/faqs/{FAQ_ID}").text
+    assert "回答を手で直した" in page and "Taro Suzuki" in page and "最初の内容" in page
+    assert "手で書き換えた回答です。" in page  # the diff of that commit
+    commits = re.findall(r'name="commit" value="([0-9a-f]{40})"', page)
+    assert len(commits) == 2
+    # Reverting the hand edit is a reviewed draft that restores the answer before it.
+    r = editor.post(f"/staff/faqs/{FAQ_ID}/revert", data={"csrf": csrf_of(page), "commit": commits[0]},
+                    follow_redirects=False)
+    assert r.status_code == 303, r.text
+    draft = approver.get(r.headers["location"]).text
+    assert "変更の取り消し" in draft and "\n-    手で書き換えた回答です。\n" in draft
+
+    # Reverting the commit that created the FAQ is a reviewed removal.
+    created = re.findall(r'name="commit" value="([0-9a-f]{40})"', page)[-1]
+    r = editor.post(f"/staff/faqs/{FAQ_ID}/revert", data={"csrf": csrf_of(page), "commit": created},
+                    follow_redirects=False)
+    assert r.status_code == 303, r.text
+    draft_url = r.headers["location"]
+    draft = editor.get(draft_url).text
+    assert "FAQ の削除" in draft and f"-- id: {FAQ_ID}" in draft and "+- id:" not in draft
+    assert editor.post(f"{draft_url}/publish", data={"csrf": csrf_of(draft)}).status_code == 403
+    before = {p.name: p.read_text(encoding="utf-8") for p in (content / "faqs").glob("*.yaml")}
+    page = approver.get(draft_url).text
+    r = approver.post(f"{draft_url}/publish", data={"csrf": csrf_of(page)}, follow_redirects=False)
+    assert r.status_code == 303, r.text
+    wait_reload(app)
+    kb = load_knowledge_base(content).kb
+    assert kb.get(FAQ_ID) is None and len(kb.faqs) == len(load_knowledge_base(CONTENT_DIR).kb.faqs) - 1
+    after = {p.name: p.read_text(encoding="utf-8") for p in (content / "faqs").glob("*.yaml")}
+    assert [n for n in before if before[n] != after[n]] == [path.name]
+    assert f"id: {FAQ_ID}\n" not in after[path.name]
+    log = git(content, "log", "-1", "--format=%an|%cn|%s%n%b")
+    assert log.startswith("alice|bob|FAQ kyoryokutai-ninki を削除") and f"faq: {FAQ_ID}" in log
+    assert git(content, "status", "--porcelain").strip() == ""
+    assert "published" in approver.get("/staff/audit").text
+
+
+def test_publish_then_remove_a_new_faq(tmp_path, shipped):
+    from faq.history import changes_of
+    from faq.publish import PublishError, publish, remove
+
+    content = tmp_path / "content"
+    shutil.copytree(CONTENT_DIR, content)
+    new = raw_entry(shipped.kb.get(FAQ_ID)) | {"id": "kyoryokutai-new-one", "question": "新しい質問ですか"}
+    untouched = {p.name: p.read_bytes() for p in (content / "faqs").glob("*.yaml")}
+    publish(content, shipped.kb, new, "alice", "bob", "新規")
+    [created] = changes_of(content, "kyoryokutai-new-one")
+    assert created.kind == "created" and created.before is None and created.author == "alice"
+    remove(content, "kyoryokutai-new-one", "alice", "bob", "変更の取り消し")
+    assert load_knowledge_base(content).kb.get("kyoryokutai-new-one") is None
+    assert {p.name: p.read_bytes() for p in (content / "faqs").glob("*.yaml")} == untouched
+    assert [c.kind for c in changes_of(content, "kyoryokutai-new-one")] == ["deleted", "created"]
+    with pytest.raises(PublishError, match="見つかりません"):
+        remove(content, "kyoryokutai-new-one", "alice", "bob", "")
+
+
+def test_cut_entry_takes_only_its_lines():
+    from faq.publish import cut_entry
+
+    text = "# head\n- id: a\n  question: A\n\n# about b\n- id: b\n  question: B\n\n- id: c\n  question: C\n"
+    assert cut_entry(text, 6) == "# head\n- id: a\n  question: A\n\n- id: c\n  question: C\n"
+    assert cut_entry(text, 9) == "# head\n- id: a\n  question: A\n\n# about b\n- id: b\n  question: B\n"
+    assert cut_entry("- id: a\n  q: A\n", 1) == ""

@@ -24,7 +24,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from bot.accounts import BOOTSTRAP, AccountError, Accounts
 from faq.drafts import KINDS, Drafts, check_entry, deadlines_text, diff, entry_from_form, raw_entry
-from faq.publish import PublishError, entry_before, history, publish
+from faq.history import change_in, changes_of
+from faq.publish import PublishError, entry_in_file, publish, remove
 
 MAX_FORM_FIELD = 20_000
 # A form field is URL-encoded, 9 bytes for each Japanese character: the longest answer (4000) and
@@ -108,7 +109,7 @@ def register_staff_edit(app: FastAPI, settings, state, templates, require, accou
             "csrf": staff.csrf, "staff": staff, "entry": entry, "new": new, "problems": list(problems),
             "categories": categories(base), "contacts": sorted(base.contacts.values(), key=lambda c: c.id),
             "documents": sorted(base.sources), "deadlines": deadlines_text(entry.get("deadlines", [])),
-            "history": [] if new else history(settings.content_dir, entry.get("id", "")),
+            "history": [] if new else changes_of(settings.content_dir, entry.get("id", "")),
             "when": lambda t: dt.datetime.fromtimestamp(t, dt.timezone(dt.timedelta(hours=9))).strftime("%Y-%m-%d %H:%M"),
             "drafts": [d for d in drafts.open() if d.faq_id == entry.get("id")], "saved": draft_id,
         }, status_code=status_code)
@@ -167,14 +168,26 @@ def register_staff_edit(app: FastAPI, settings, state, templates, require, accou
     async def revert(request: Request, faq_id: str) -> Response:
         form = await form_of(request)
         staff = who_is(request, "editor", form.get("csrf", ""))
-        commit_id = form.get("commit", "")
-        before = entry_before(settings.content_dir, commit_id, faq_id) if commit_id else None
-        if before is None:
-            raise HTTPException(status_code=404, detail="この変更の前の内容が見つかりません（新しく作られた FAQ は戻せません）。")
+        commit_id = form.get("commit", "")[:64]
+        current = kb().get(faq_id)
+        change = change_in(settings.content_dir, commit_id, faq_id)
+        if current is None or change is None:
+            raise HTTPException(status_code=404, detail="この FAQ を変えた変更が見つかりません。")
+        note = f"revert {commit_id[:12]}"
+        if change.before is None:
+            # The commit created the FAQ: undoing it takes the FAQ out, reviewed like any change.
+            draft_id = drafts.save(raw_entry(current), "delete", staff.name, note)
+            accounts.audit(staff.name, "draft saved", faq_id, f"#{draft_id} delete")
+            return RedirectResponse(f"/staff/drafts/{draft_id}", status_code=303)
+        from pydantic import ValidationError
+
         from faq.schema import FAQ
 
-        entry = raw_entry(FAQ.model_validate(before)) | {"updated": today()}
-        return save(request, staff, entry, new=False, kind="revert", note=f"revert {commit_id[:12]}")
+        try:
+            entry = raw_entry(FAQ.model_validate(change.before)) | {"updated": today()}
+        except ValidationError:
+            entry = dict(change.before) | {"updated": today()}  # the checker in save() says what is wrong
+        return save(request, staff, entry, new=False, kind="revert", note=note)
 
     @app.post("/staff/drafts/paraphrase", include_in_schema=False)
     async def paraphrase(request: Request) -> Response:
@@ -196,10 +209,13 @@ def register_staff_edit(app: FastAPI, settings, state, templates, require, accou
         draft = drafts.get(draft_id)
         if draft is None:
             raise HTTPException(status_code=404, detail="見つかりません。")
-        current = kb().get(draft.faq_id)
+        current = entry_in_file(settings.content_dir, draft.faq_id)
+        if current is None and kb().get(draft.faq_id) is not None:
+            current = raw_entry(kb().get(draft.faq_id))
+        after = None if draft.kind == "delete" else draft.entry
         return templates.TemplateResponse(request, "staff_draft.html", {
             "csrf": staff.csrf, "staff": staff, "draft": draft, "kinds": KINDS,
-            "diff": diff(raw_entry(current) if current else None, draft.entry, draft.faq_id),
+            "diff": diff(current, after, draft.faq_id),
         })
 
     @app.post("/staff/drafts/{draft_id}/publish", include_in_schema=False)
@@ -210,12 +226,17 @@ def register_staff_edit(app: FastAPI, settings, state, templates, require, accou
         if draft is None or draft.state != "open":
             raise HTTPException(status_code=409, detail="この下書きはすでに処理されています。")
         base = kb()
-        problems = check_entry(draft.entry, base, new=base.get(draft.faq_id) is None)
+        problems = [] if draft.kind == "delete" else check_entry(draft.entry, base, new=base.get(draft.faq_id) is None)
         if problems:
             raise HTTPException(status_code=422, detail="下書きが検証を通りません: " + " / ".join(problems))
+        if draft.kind == "delete" and base.get(draft.faq_id) is None:
+            raise HTTPException(status_code=409, detail=f"FAQ {draft.faq_id} はすでにありません。")
         try:
-            commit_id = publish(settings.content_dir, base, draft.entry, draft.author, staff.name,
-                                KINDS[draft.kind])
+            if draft.kind == "delete":
+                commit_id = remove(settings.content_dir, draft.faq_id, draft.author, staff.name, KINDS["revert"])
+            else:
+                commit_id = publish(settings.content_dir, base, draft.entry, draft.author, staff.name,
+                                    KINDS[draft.kind])
         except PublishError as exc:
             raise HTTPException(status_code=500, detail=str(exc)) from exc
         drafts.decide(draft_id, "published", staff.name, commit_id)
