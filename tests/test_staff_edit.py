@@ -513,3 +513,33 @@ def test_cut_entry_takes_only_its_lines():
     assert cut_entry(text, 6) == "# head\n- id: a\n  question: A\n\n- id: c\n  question: C\n"
     assert cut_entry(text, 9) == "# head\n- id: a\n  question: A\n\n# about b\n- id: b\n  question: B\n"
     assert cut_entry("- id: a\n  q: A\n", 1) == ""
+
+
+def test_dashboard_warns_of_stale_updated_lists_scheduled_and_exports_the_log(site):
+    """Warnings of `govfaq faq check` (an answer changed by hand while `updated` did not, with
+    today's date offered) and the scheduled FAQs are on the staff page; the dialogue log exports."""
+    from faq.schedule import tokyo_today
+
+    app, accounts, _, content = site
+    path, _ = hand_edited(content)  # the answer changed in the file, `updated` as it was
+    text = path.read_text(encoding="utf-8")
+    updated = f"\n  updated: {published_entry(content)['updated']}\n"
+    head, _, tail = text.partition(f"- id: {FAQ_ID}\n")
+    path.write_text(head + f"- id: {FAQ_ID}\n" + tail.replace(updated, updated + "  publish_from: 2099-04-01\n", 1),
+                    encoding="utf-8")
+    git(content, "add", "-A")
+    git(content, "commit", "-qm", "公開日を決めた")
+    path.write_text(path.read_text(encoding="utf-8").replace("手で書き換えた回答です。", "もう一度書き換えました。"),
+                    encoding="utf-8")
+    viewer = person(site, "carol")
+    page = viewer.get("/staff").text
+    assert "回答が変わりましたが updated が" in page and f"今日の日付 {tokyo_today().isoformat()}" in page
+    assert "2099-04-01" in page and "公開前" in page and FAQ_ID in page
+    viewer.post("/api/ask", json={"query": "協力隊の任期は何年ですか 電話は090-1234-5678です"})
+    viewer.post("/api/ask", json={"query": "=cmd| 協力隊の任期"})
+    r = viewer.get("/staff/logs.csv")
+    assert r.status_code == 200 and r.content.startswith(b"\xef\xbb\xbf") and "attachment" in r.headers["content-disposition"]
+    body = r.content.decode("utf-8-sig")
+    assert body.splitlines()[0].startswith("種類,日時") and "協力隊の任期は何年ですか" in body
+    assert "090-1234-5678" not in body and "'=cmd|" in body and "\n=" not in body and ",=" not in body
+    assert TestClient(app).get("/staff/logs.csv", follow_redirects=False).status_code in (303, 401)

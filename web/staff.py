@@ -259,7 +259,10 @@ def register_staff(app: FastAPI, settings, state, templates) -> None:
         staff = who_is(request)
         from faq.loader import load_knowledge_base
 
-        check = load_knowledge_base(settings.content_dir, settings.sources_dir)
+        from faq.schedule import scheduled, tokyo_today
+
+        # As `govfaq faq check` does: an answer changed since the last commit while `updated` was not.
+        check = load_knowledge_base(settings.content_dir, settings.sources_dir, compare_with_commit=True)
         kb = state.bot.kb if state.bot else check.kb
         by_field = [(node.title, len(kb.faqs_under((node.title,))), node.id) for node in kb.tree]
         records = state.bot.records if state.bot else None
@@ -270,6 +273,7 @@ def register_staff(app: FastAPI, settings, state, templates) -> None:
             "staff.html",
             {
                 "csrf": login[1], "problems": [str(p) for p in check.problems], "by_field": by_field,
+                "warnings": [str(p) for p in check.warnings], "scheduled": scheduled(check.kb, tokyo_today()),
                 "faq_count": len(kb.faqs), "insights": insights, "top": top,
                 "plot": svg_answer_rate(insights["by_day"]), "status": status,
                 "staff": staff, "suggest": suggest_for(insights), "kb": kb,

@@ -24,6 +24,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from bot.accounts import BOOTSTRAP, AccountError, Accounts
 from faq.drafts import KINDS, Drafts, check_entry, deadlines_text, diff, entry_from_form, raw_entry
+from faq.govbot_csv import _defuse
 from faq.history import change_in, changes_of
 from faq.publish import PublishError, entry_in_file, publish, remove
 
@@ -292,8 +293,6 @@ def register_staff_edit(app: FastAPI, settings, state, templates, require, accou
     @app.get("/staff/insights.csv", include_in_schema=False)
     def insights_csv(request: Request) -> Response:
         who_is(request)
-        from faq.govbot_csv import _defuse
-
         records = state.bot.records if state.bot else None
         insights = records.insights() if records else {"unanswered": [], "unhelpful": []}
         base = kb()
@@ -308,5 +307,27 @@ def register_staff_edit(app: FastAPI, settings, state, templates, require, accou
                                                           faq.question if faq else "", u.get("comment"))])
         return Response(out.getvalue().encode("utf-8-sig"), media_type="text/csv; charset=utf-8",
                         headers={"Content-Disposition": 'attachment; filename="govfaq_insights.csv"'})
+
+    @app.get("/staff/logs.csv", include_in_schema=False)
+    def logs_csv(request: Request) -> Response:
+        """The dialogue log as it is stored (queries masked before they were written), with the
+        feedback: what a ministry asks for to see how residents use the service."""
+        who_is(request)
+        records = state.bot.records if state.bot else None
+        queries = records.rows("query_log") if records else []
+        feedback = records.rows("feedback") if records else []
+        out = io.StringIO(newline="")
+        writer = csv.writer(out, lineterminator="\r\n")
+        writer.writerow(["種類", "日時（UTC）", "記録の id", "質問・コメント（個人情報を伏せたもの）", "応答の種類",
+                         "FAQ", "候補・役に立ったか", "確信度・質問の id"])
+        for q in queries:
+            writer.writerow([_defuse(str(c if c is not None else "")) for c in (
+                "質問", q["ts"], q["id"], q["query"], q["band"], q["faq_id"], q["candidates"], q["confidence"])])
+        for f in feedback:
+            writer.writerow([_defuse(str(c if c is not None else "")) for c in (
+                "ご意見", f["ts"], f["id"], f["comment"], "", f["faq_id"], "役に立った" if f["helpful"] else "役に立たなかった",
+                f["query_id"])])
+        return Response(out.getvalue().encode("utf-8-sig"), media_type="text/csv; charset=utf-8",
+                        headers={"Content-Disposition": 'attachment; filename="govfaq_logs.csv"'})
 
     return who_is, suggest_for
