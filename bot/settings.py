@@ -65,10 +65,11 @@ class Settings(BaseSettings):
         20, ge=1, description="Conversations one client may hold at once; a new one beyond this drops that "
         "client's oldest, never someone else's",
     )
-    session_store: Literal["sqlite", "memory"] = Field(
-        "sqlite",
-        description="'sqlite' keeps conversations and staff logins in GOVFAQ_DATA_DIR/sessions.sqlite3, shared by "
-        "every worker and instance on that disk; 'memory' keeps them in each process",
+    session_store: Literal["shared", "sqlite", "memory"] = Field(
+        "shared",
+        description="'shared' keeps conversations and staff logins where every worker sees them: in PostgreSQL "
+        "with GOVFAQ_DATABASE_URL (every instance), else in GOVFAQ_DATA_DIR/sessions.sqlite3 (every worker on that "
+        "disk); 'sqlite' is the older name for it; 'memory' keeps them in each process",
     )
     database_url: SecretStr | None = Field(
         None, description="libpq URL of a PostgreSQL database (e.g. postgresql://govfaq@/govfaq?host=/run/postgresql) "
