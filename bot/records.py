@@ -216,10 +216,10 @@ class RecordStore:
                 self.failing_since = self.failing_since or time.monotonic()
                 self._warn("query log unavailable, rows kept in memory and written when the database allows", exc)
                 if self._closing_until is not None and time.monotonic() > self._closing_until:
-                    lost = len(batch) + self._queue.qsize()
+                    lost = len(batch) + self._take_rest()  # rows only: close()'s stop mark is not one
                     self.lost_at_close += lost
                     log.error("%s: %d rows could not be written before shutdown", self.db.label, lost)
-                    self._done(len(batch))
+                    self._done(lost)
                     break
                 time.sleep(RETRY_S[min(attempt, len(RETRY_S) - 1)])
                 attempt += 1
@@ -227,6 +227,16 @@ class RecordStore:
             self.failing_since, attempt = None, 0
             self._done(len(batch))
             batch = []
+
+    def _take_rest(self) -> int:
+        """Empty the queue; the number of rows it held."""
+        rows = 0
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return rows
+            rows += item is not _STOP
 
     def _done(self, n: int) -> None:
         with self._written:

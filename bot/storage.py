@@ -181,6 +181,10 @@ class _PgTx:
             cur.executemany(_pg_sql(sql), rows)
 
 
+class DatabaseDown(Exception):
+    """The pool holds no connection and cannot make one: the server is unavailable, not busy."""
+
+
 class PostgresDatabase:
     """A PostgreSQL database through a connection pool (psycopg 3), shared by every module of a process."""
 
@@ -191,9 +195,10 @@ class PostgresDatabase:
         from psycopg.rows import dict_row
         from psycopg_pool import ConnectionPool, PoolTimeout
 
-        self.errors = (psycopg.Error, PoolTimeout, OSError)
+        self.errors = (psycopg.Error, PoolTimeout, DatabaseDown, OSError)
         self.integrity_error = psycopg.IntegrityError
         self._busy = (PoolTimeout, psycopg.errors.LockNotAvailable)
+        self._pool_timeout = PoolTimeout
         info = psycopg.conninfo.conninfo_to_dict(url)
         self.label = f"postgresql database {info.get('dbname') or info.get('user') or '?'}"
         self.migrations_dir = migrations_dir
@@ -213,9 +218,21 @@ class PostgresDatabase:
             self.migrate(timeout)
         # The pool's context commits when the block ends and rolls back when it raises; a broken
         # connection is thrown away by the pool, not given to the next caller.
-        with self.pool.connection(timeout=timeout) as conn:
+        with self._connection(timeout) as conn:
             with conn.transaction():
                 yield _PgTx(conn)
+
+    @contextlib.contextmanager
+    def _connection(self, timeout: float):
+        try:
+            with self.pool.connection(timeout=timeout) as conn:
+                yield conn
+        except self._pool_timeout as exc:
+            # Every connection taken is a busy database; none at all (the pool cannot connect) is a
+            # server that is down, and callers should stop waiting on it, not wait again next time.
+            if self.pool.get_stats().get("pool_size", 0) == 0:
+                raise DatabaseDown(f"{self.label}: no connection to the server: {exc}") from exc
+            raise
 
     def migrate(self, timeout: float = 30.0) -> list[int]:
         """Apply the migrations this database has not had yet, in order; the versions applied."""
@@ -223,7 +240,7 @@ class PostgresDatabase:
             if self._migrated:
                 return []
             applied: list[int] = []
-            with self.pool.connection(timeout=timeout) as conn:
+            with self._connection(timeout) as conn:
                 with conn.transaction():
                     # One instance at a time: the others wait here, then find the versions done.
                     conn.execute("SELECT pg_advisory_xact_lock(hashtext('govfaq schema'))")
