@@ -105,3 +105,18 @@ def test_a_server_that_is_down_loses_no_row_and_no_answer(tmp_path, caplog):
     finally:
         db.close()
     assert "unavailable" in caplog.text
+
+
+def test_a_clients_rate_limit_counts_across_instances(pg_url, tmp_path):
+    """Two instances' limits on one database: the budget is the client's, not each process's."""
+    from web.guards import Limits
+
+    settings = Settings(data_dir=tmp_path, database_url=pg_url, ask_rate_per_minute=3)
+    this, other = Limits(settings), Limits(settings)
+    assert this.shared and this.limiter.storage.check()
+    assert [this.bot.check("10.0.0.1"), other.bot.check("10.0.0.1"), this.bot.check("10.0.0.1")] == [0, 0, 0]
+    wait = other.bot.check("10.0.0.1")
+    assert 1 <= wait <= 60  # the fourth within the minute, on the other instance, is refused
+    assert this.bot.check("10.0.0.2") == 0  # another client has its own budget
+    other.bot.clear("10.0.0.1")
+    assert this.bot.check("10.0.0.1") == 0
