@@ -23,6 +23,8 @@ from .storage import PostgresDatabase
 log = logging.getLogger("govfaq.limits")
 BUSY_MS = 500  # a request waits at most this long for the database before counting in memory
 WARN_EVERY_S = 60.0
+TIDY_EVERY = 1000  # hits between deletions of every key's old rows (a client never seen again leaves some)
+LONGEST_WINDOW_S = 86_400  # no budget counts over more than a day (the longest is an hour)
 NOW = "SELECT extract(epoch FROM clock_timestamp())::float8 AS now"
 
 
@@ -34,6 +36,7 @@ class PostgresLimitsStorage(Storage, MovingWindowSupport):
         self.db = db
         self.fallback = MemoryStorage()
         self._warned = 0.0
+        self._hits = 0
 
     @property
     def base_exceptions(self):
@@ -53,6 +56,8 @@ class PostgresLimitsStorage(Storage, MovingWindowSupport):
     def acquire_entry(self, key: str, limit: int, expiry: int, amount: int = 1) -> bool:
         if amount > limit:
             return False
+        self._hits += 1
+        tidy = self._hits % TIDY_EVERY == 0
 
         def acquire(tx) -> bool:
             tx.execute("SELECT pg_advisory_xact_lock(hashtext(?))", (key,))
@@ -62,6 +67,8 @@ class PostgresLimitsStorage(Storage, MovingWindowSupport):
             if count + amount > limit:
                 return False
             tx.executemany("INSERT INTO rate_limit_hits (key, at) VALUES (?, ?)", [(key, now)] * amount)
+            if tidy:
+                tx.execute("DELETE FROM rate_limit_hits WHERE at <= ?", (now - LONGEST_WINDOW_S,))
             return True
 
         return self._run(acquire, lambda: self.fallback.acquire_entry(key, limit, expiry, amount))
