@@ -120,3 +120,54 @@ def test_a_clients_rate_limit_counts_across_instances(pg_url, tmp_path):
     assert this.bot.check("10.0.0.2") == 0  # another client has its own budget
     other.bot.clear("10.0.0.1")
     assert this.bot.check("10.0.0.1") == 0
+
+
+# ------------------------------------------------------------------ two instances, one database
+def test_two_instances_share_conversations_logins_feedback_and_limits(fast_engine, postgres_server, tmp_path):
+    """Two apps with data folders of their own and one PostgreSQL database, no stickiness: what the
+    nginx end-to-end test of issue 16 checks, in process (the processes' pools are separate for the
+    log and the conversations; logins and limits share this process's pool, as workers of one host do)."""
+    import re
+
+    from fastapi.testclient import TestClient
+
+    from bot.dialogue import Bot
+    from bot.session import SharedSessionStore
+    from web.app import create_app
+
+    url, token = postgres_server.new_database(), "a-long-staff-token-for-tests-9"
+    pools, clients, bots = [], [], []
+    for name in ("a", "b"):
+        records, sessions = PostgresDatabase(url), PostgresDatabase(url)
+        pools += [records, sessions]
+        bot = Bot(fast_engine, records=RecordStore(records), sessions=SharedSessionStore(sessions))
+        settings = Settings(data_dir=tmp_path / name, database_url=url, staff_token=token, ask_rate_per_minute=4)
+        clients.append(TestClient(create_app(settings, bot=bot)))
+        bots.append(bot)
+    a, b = clients
+    try:
+        first = a.post("/api/ask", json={"query": "函館に住んでいます"}).json()
+        second = b.post("/api/ask", json={"query": "ｊｋｌｓｄｆ", "session_id": first["session_id"]}).json()
+        assert second["session_id"] == first["session_id"]
+        assert second["kind"] == "fallback" and "きくみみ函館" in second["answer"]  # the place named on A, on B
+
+        page = a.get("/staff/login")
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+        assert a.post("/staff/login", data={"password": token, "csrf": csrf}, follow_redirects=False).status_code == 303
+        b.cookies.update(a.cookies)
+        assert b.get("/staff", follow_redirects=False).status_code == 200  # logged in on A, honoured by B
+
+        faq_id = fast_engine.kb.faqs[0].id
+        assert a.post("/api/feedback", json={"faq_id": faq_id, "helpful": False, "comment": "分かりにくい説明でした",
+                                             "query_id": first.get("query_id")}).json()["stored"]
+        assert bots[0].records.flush()  # A's writer has written it (within about a second anyway)
+        assert "分かりにくい説明でした" in b.get("/staff").text  # given on A, in B's insights
+
+        # 2 questions so far (one on each); 2 more on B reach the budget of 4, the 5th on A is refused.
+        assert [b.post("/api/ask", json={"query": "任期は"}).status_code for _ in range(2)] == [200, 200]
+        assert a.post("/api/ask", json={"query": "任期は"}).status_code == 429
+    finally:
+        for bot in bots:
+            bot.records.close()
+        for db in pools:
+            db.close()
