@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 OFFLINE := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1
 
 .DEFAULT_GOAL := help
-.PHONY: help install browser-deps serve test test-fast check coverage index eval bench clean
+.PHONY: help install browser-deps pg-deps serve test test-fast check coverage index eval bench clean
 
 help: ## list the tasks
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -40,10 +40,16 @@ browser-deps: ## install chromium, Japanese fonts (apt) and axe-core (npm) for t
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-cjk; fi
 	@test -f $(AXE_JS) || npm install --silent --no-audit --no-fund --prefix .cache/axe axe-core@4
 
-test: install browser-deps ## install and run the whole test suite (slow and browser tests included), offline
+# The storage tests start a real PostgreSQL server (tests/pg.py) from Debian's binaries, which live in
+# /usr/lib/postgresql/<version>/bin, off PATH; the package's own cluster is not used.
+pg-deps: ## install the PostgreSQL server (apt) the storage tests start
+	@if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; fi
+
+test: install browser-deps pg-deps ## install and run the whole test suite (slow and browser tests included), offline
 	$(OFFLINE) $(BIN)/python -m pytest
 
-test-fast: install ## only the fast tests (no model, no browser)
+test-fast: install pg-deps ## only the fast tests (no model, no browser)
 	$(OFFLINE) $(BIN)/python -m pytest -m "not slow"
 
 check: install ## validate the FAQ content

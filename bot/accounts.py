@@ -14,8 +14,9 @@ this file on every request, never copied into the session.
 Everything that changes something is one row of the audit log: who, what,
 when, and the FAQ it was about. The accounts and the log live in
 GOVFAQ_DATA_DIR/staff.sqlite3, beside the conversations, so every worker
-sees the same accounts; unlike the session file this one is not optional:
-an account check that cannot read its file refuses the login.
+sees the same accounts, or in PostgreSQL with GOVFAQ_DATABASE_URL, so every
+instance does (bot/storage.py); unlike the conversations these are not
+optional: an account check that cannot read its database refuses the login.
 """
 
 from __future__ import annotations
@@ -24,17 +25,18 @@ import datetime as dt
 import hashlib
 import re
 import secrets
-import sqlite3
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from .storage import Database, SqliteDatabase, database_for
+
 ROLES = ("viewer", "editor", "approver")
 NAME_PATTERN = r"[a-z][a-z0-9._-]{1,39}"
 MIN_PASSWORD = 12
+BUSY_MS = 5000  # staff wait up to 5 s for another worker's write rather than see an error
 # Who the shared token logs in as while there is no account yet (web/staff.py).
 BOOTSTRAP = "token"
 
@@ -82,34 +84,23 @@ def session_key(sid: str) -> str:
 
 
 class Accounts:
-    def __init__(self, path: Path | str):
-        self.path = Path(path)
-        self._lock = threading.Lock()
+    def __init__(self, store: Path | str | Database):
+        # A path is a SQLite file of its own; accounts_store(settings) gives PostgreSQL when configured.
+        self.db: Database = SqliteDatabase(store, SCHEMA) if isinstance(store, (str, Path)) else store
         self._hasher = PasswordHasher()
         # A hash to verify against for unknown names, so a wrong name costs as long as a wrong password.
         self._dummy = self._hasher.hash(secrets.token_urlsafe(16))
 
-    def _conn(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, timeout=5, isolation_level=None)
-        conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.executescript(SCHEMA)
-        return conn
-
-    def _run(self, fn):
-        with self._lock:
-            conn = self._conn()
-            try:
-                return fn(conn)
-            finally:
-                conn.close()
+    def _run(self, fn, write: bool = True):
+        # No fallback: an error here reaches the caller, and a login it was checking is refused.
+        with self.db.transaction(BUSY_MS, write=write) as tx:
+            return fn(tx)
 
     # ------------------------------------------------------------ accounts
     def any(self) -> bool:
-        if not self.path.exists():
+        if not self.db.exists():  # a SQLite file not created yet holds no account: do not create it to ask
             return False
-        return bool(self._run(lambda c: c.execute("SELECT 1 FROM staff_accounts LIMIT 1").fetchone()))
+        return bool(self._run(lambda c: c.execute("SELECT 1 AS one FROM staff_accounts LIMIT 1").fetchone(), write=False))
 
     def add(self, name: str, role: str, by: str = "cli") -> str:
         """Create `name` with `role`; returns the one-time password (shown once, never stored)."""
@@ -126,20 +117,20 @@ class Accounts:
                     "INSERT INTO staff_accounts (name, role, password_hash, must_change, created) VALUES (?, ?, ?, 1, ?)",
                     (name, role, hashed, _now()),
                 )
-            except sqlite3.IntegrityError:
+            except self.db.integrity_error:
                 raise AccountError(f"{name} はすでにあります") from None
         self._run(insert)
         self.audit(by, "account added", detail=f"{name} ({role})")
         return password
 
     def get(self, name: str) -> Account | None:
-        row = self._run(lambda c: c.execute("SELECT * FROM staff_accounts WHERE name = ?", (name,)).fetchone())
+        row = self._run(lambda c: c.execute("SELECT * FROM staff_accounts WHERE name = ?", (name,)).fetchone(), write=False)
         if row is None:
             return None
         return Account(row["name"], row["role"], bool(row["must_change"]), bool(row["disabled"]), row["created"])
 
     def list(self) -> list[Account]:
-        rows = self._run(lambda c: c.execute("SELECT * FROM staff_accounts ORDER BY name").fetchall())
+        rows = self._run(lambda c: c.execute("SELECT * FROM staff_accounts ORDER BY name").fetchall(), write=False)
         return [Account(r["name"], r["role"], bool(r["must_change"]), bool(r["disabled"]), r["created"]) for r in rows]
 
     def disable(self, name: str, by: str = "cli") -> None:
@@ -153,7 +144,7 @@ class Accounts:
     def verify(self, name: str, password: str) -> Account | None:
         """The account if `password` is its password and it is not disabled; None otherwise."""
         row = self._run(lambda c: c.execute(
-            "SELECT password_hash, disabled FROM staff_accounts WHERE name = ?", (name,)).fetchone())
+            "SELECT password_hash, disabled FROM staff_accounts WHERE name = ?", (name,)).fetchone(), write=False)
         try:
             self._hasher.verify(row["password_hash"] if row else self._dummy, password)
         except (VerifyMismatchError, VerificationError, InvalidHashError):
@@ -178,11 +169,12 @@ class Accounts:
     # ------------------------------------------------------------ sessions
     def own(self, sid: str, name: str) -> None:
         self._run(lambda c: c.execute(
-            "INSERT OR REPLACE INTO staff_session_owner (id_hash, name) VALUES (?, ?)", (session_key(sid), name)))
+            "INSERT INTO staff_session_owner (id_hash, name) VALUES (?, ?) "
+            "ON CONFLICT (id_hash) DO UPDATE SET name = excluded.name", (session_key(sid), name)))
 
     def owner(self, sid: str) -> str | None:
         row = self._run(lambda c: c.execute(
-            "SELECT name FROM staff_session_owner WHERE id_hash = ?", (session_key(sid),)).fetchone())
+            "SELECT name FROM staff_session_owner WHERE id_hash = ?", (session_key(sid),)).fetchone(), write=False)
         return row["name"] if row else None
 
     def disown(self, sid: str) -> None:
@@ -196,7 +188,8 @@ class Accounts:
 
     def audit_rows(self, limit: int = 200) -> list[dict]:
         rows = self._run(lambda c: c.execute(
-            "SELECT * FROM audit_log ORDER BY rowid DESC LIMIT ?", (limit,)).fetchall())
+            "SELECT ts, who, action, faq_id, detail FROM audit_log ORDER BY rowid DESC LIMIT ?", (limit,)).fetchall(),
+            write=False)
         return [dict(r) for r in rows]
 
 
@@ -206,3 +199,8 @@ def _now() -> str:
 
 def accounts_path(settings) -> Path:
     return Path(settings.data_dir) / "staff.sqlite3"
+
+
+def accounts_store(settings) -> Database:
+    """The staff accounts' database: PostgreSQL with GOVFAQ_DATABASE_URL, else GOVFAQ_DATA_DIR/staff.sqlite3."""
+    return database_for(settings, accounts_path(settings).name, SCHEMA)

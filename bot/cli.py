@@ -161,9 +161,9 @@ def _settings(args: argparse.Namespace):
 
 
 def _cmd_staff(args: argparse.Namespace) -> int:
-    from bot.accounts import AccountError, Accounts, accounts_path
+    from bot.accounts import AccountError, Accounts, accounts_store
 
-    accounts = Accounts(accounts_path(_settings(args)))
+    accounts = Accounts(accounts_store(_settings(args)))
     try:
         if args.staff_command == "add":
             password = accounts.add(args.name, args.role)

@@ -1,10 +1,11 @@
-"""Feedback and the query log, in SQLite (standard library), WAL mode.
+"""Feedback and the query log: in a SQLite file (WAL mode, the default) or in the PostgreSQL database
+every instance shares (GOVFAQ_DATABASE_URL); bot/storage.py holds what differs between the two.
 
 Everything a resident typed is masked (bot/privacy.py) before it is queued.
 
 One writer per process. A request never touches the file: it puts its row
 on a bounded in-memory queue and goes on at once; one writer thread drains
-the queue in batched transactions. The ids are made here, in the process
+the queue in batched transactions, to whichever database it was given. The ids are made here, in the process
 (time-ordered UUIDs), so the answer carries its `query_id` before the row is
 written, and feedback keeps that id (the query row is queued first in this
 process; another worker's may land a moment later, hence no foreign key). While the process lives no row is dropped: a batch the
@@ -25,6 +26,7 @@ import datetime as dt
 import json
 import logging
 import os
+import itertools
 import queue
 import sqlite3
 import threading
@@ -33,6 +35,7 @@ import uuid
 from pathlib import Path
 
 from .privacy import mask_personal_data
+from .storage import Database, SqliteDatabase
 
 log = logging.getLogger("govfaq.records")
 
@@ -100,17 +103,43 @@ def new_record_id() -> str:
     return str(uuid.UUID(int=value))
 
 
+def _prepare_sqlite(conn: sqlite3.Connection) -> None:
+    """Create the tables, or move a file written before the ids were made in the process."""
+    columns = {row[1]: row[2] for row in conn.execute("PRAGMA table_info(query_log)")}
+    if columns.get("id", "").upper() != "INTEGER":
+        conn.executescript(SCHEMA)
+        return
+    conn.execute("PRAGMA foreign_keys=OFF")  # the old tables' foreign key would see half a copy
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if {row[1]: row[2] for row in conn.execute("PRAGMA table_info(query_log)")}["id"].upper() == "INTEGER":
+            for statement in MIGRATE_INTEGER_IDS.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    log.info("query log and feedback moved to ids made in the process")
+
+
+def sqlite_records(path: Path | str) -> SqliteDatabase:
+    return SqliteDatabase(path, prepare=_prepare_sqlite)
+
+
 class RecordStore:
     def __init__(
         self,
-        path: Path,
+        store: Path | str | Database,
         retention_days: int = 180,
         queue_rows: int = QUEUE_ROWS,
         batch_rows: int = BATCH_ROWS,
         writer_busy_ms: int = WRITER_BUSY_MS,
         staff_busy_ms: int = STAFF_BUSY_MS,
     ):
-        self.path = Path(path)
+        # A path is a SQLite file of its own; bot/storage.database_for gives PostgreSQL when configured.
+        self.db: Database = sqlite_records(store) if isinstance(store, (str, Path)) else store
+        self.path = getattr(self.db, "path", None)
         self.retention_days = retention_days
         self.batch_rows = batch_rows
         self.writer_busy_ms = writer_busy_ms
@@ -121,52 +150,11 @@ class RecordStore:
         self._writer: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self._closing_until: float | None = None
-        self._schema_ready = False
         self.overflow = {"query_log": 0, "feedback": 0}  # rows refused because the queue was full
         self.failing_since: float | None = None  # the writer's last attempt failed (monotonic time of the first)
         self.lost_at_close = 0
         self._warned: dict[str, float] = {}
         self._suppressed: dict[str, int] = {}
-
-    # ------------------------------------------------------------ the file
-    def _connect(self, busy_ms: int) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, timeout=busy_ms / 1000, isolation_level=None, check_same_thread=False)
-        try:
-            conn.execute(f"PRAGMA busy_timeout={int(busy_ms)}")
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a commit survives the process being killed
-            if not self._schema_ready:
-                self._create_schema(conn)
-        except BaseException:
-            conn.close()
-            raise
-        return conn
-
-    def _create_schema(self, conn: sqlite3.Connection) -> None:
-        columns = {row[1]: row[2] for row in conn.execute("PRAGMA table_info(query_log)")}
-        if columns.get("id", "").upper() == "INTEGER":
-            conn.execute("PRAGMA foreign_keys=OFF")  # the old tables' foreign key would see half a copy
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                if {row[1]: row[2] for row in conn.execute("PRAGMA table_info(query_log)")}["id"].upper() == "INTEGER":
-                    for statement in MIGRATE_INTEGER_IDS.split(";"):
-                        if statement.strip():
-                            conn.execute(statement)
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            log.info("%s: query log and feedback moved to ids made in the process", self.path)
-        else:
-            conn.executescript(SCHEMA)
-        self._schema_ready = True
-
-    def _read_connection(self) -> sqlite3.Connection:
-        """A connection for staff (readers do not block the writer in WAL mode)."""
-        conn = self._connect(self.staff_busy_ms)
-        conn.row_factory = sqlite3.Row
-        return conn
 
     # ----------------------------------------------------------- the queue
     def _enqueue(self, table: str, row: tuple) -> bool:
@@ -211,8 +199,6 @@ class RecordStore:
         return batch, False
 
     def _drain(self) -> None:
-        conn: sqlite3.Connection | None = None
-        inode = None
         batch: list = []
         stop = False
         attempt = 0
@@ -224,24 +210,16 @@ class RecordStore:
                 if not batch:
                     continue
             try:
-                if conn is not None and _inode(self.path) != inode:  # deleted or replaced: write to the new file
-                    conn.close()
-                    conn, self._schema_ready = None, False
-                if conn is None:
-                    conn = self._connect(self.writer_busy_ms)
-                    inode = _inode(self.path)
-                _write_batch(conn, batch)
+                with self.db.transaction(self.writer_busy_ms) as tx:
+                    _write_batch(tx, batch)
             except Exception as exc:  # noqa: BLE001 - keep the batch and try again; nothing is dropped
-                if conn is not None:
-                    conn.close()
-                conn, self._schema_ready = None, False
                 self.failing_since = self.failing_since or time.monotonic()
-                self._warn("query log unavailable, rows kept in memory and written when the file allows", exc)
+                self._warn("query log unavailable, rows kept in memory and written when the database allows", exc)
                 if self._closing_until is not None and time.monotonic() > self._closing_until:
-                    lost = len(batch) + self._queue.qsize()
+                    lost = len(batch) + self._take_rest()  # rows only: close()'s stop mark is not one
                     self.lost_at_close += lost
-                    log.error("%s: %d rows could not be written before shutdown", self.path, lost)
-                    self._done(len(batch))
+                    log.error("%s: %d rows could not be written before shutdown", self.db.label, lost)
+                    self._done(lost)
                     break
                 time.sleep(RETRY_S[min(attempt, len(RETRY_S) - 1)])
                 attempt += 1
@@ -249,8 +227,16 @@ class RecordStore:
             self.failing_since, attempt = None, 0
             self._done(len(batch))
             batch = []
-        if conn is not None:
-            conn.close()
+
+    def _take_rest(self) -> int:
+        """Empty the queue; the number of rows it held."""
+        rows = 0
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return rows
+            rows += item is not _STOP
 
     def _done(self, n: int) -> None:
         with self._written:
@@ -304,7 +290,7 @@ class RecordStore:
             return
         self._warned[what] = now
         more = self._suppressed.pop(what, 0)
-        log.warning("%s (%s): %s: %s%s", what, self.path, type(exc).__name__, exc,
+        log.warning("%s (%s): %s: %s%s", what, self.db.label, type(exc).__name__, exc,
                     f" [{more} more since the last warning]" if more else "")
 
     # ------------------------------------------------------------- writing
@@ -332,16 +318,10 @@ class RecordStore:
         now = now or dt.datetime.now(dt.timezone.utc)
         cutoff = (now - dt.timedelta(days=self.retention_days)).isoformat(timespec="seconds")
         try:
-            conn = self._connect(self.staff_busy_ms)
-            try:
-                with conn:
-                    conn.execute("BEGIN IMMEDIATE")
-                    conn.execute("DELETE FROM feedback WHERE ts < ?", (cutoff,))
-                    return conn.execute("DELETE FROM query_log WHERE ts < ?", (cutoff,)).rowcount
-            finally:
-                conn.close()
-        except (sqlite3.Error, OSError) as exc:
-            self._schema_ready = False
+            with self.db.transaction(self.staff_busy_ms) as tx:
+                tx.execute("DELETE FROM feedback WHERE ts < ?", (cutoff,))
+                return tx.execute("DELETE FROM query_log WHERE ts < ?", (cutoff,)).rowcount
+        except self.db.errors as exc:
             self._warn("could not purge old records", exc)
             return 0
 
@@ -352,8 +332,7 @@ class RecordStore:
         self.flush()
         since = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=days)).isoformat(timespec="seconds")
         try:
-            conn = self._read_connection()
-            try:
+            with self.db.transaction(self.staff_busy_ms, write=False) as conn:
                 unanswered = [r["query"] for r in conn.execute(
                     "SELECT query FROM query_log WHERE ts >= ? AND band IN ('fallback', 'candidates', 'clarify') "
                     "ORDER BY rowid DESC LIMIT 500", (since,))]
@@ -366,11 +345,9 @@ class RecordStore:
                 by_day = [dict(r) for r in conn.execute(
                     "SELECT substr(ts, 1, 10) AS day, COUNT(*) AS asked, "
                     "SUM(CASE WHEN band IN ('answer', 'contacts') THEN 1 ELSE 0 END) AS answered "
-                    "FROM query_log WHERE ts >= ? AND band NOT IN ('smalltalk', 'refused') GROUP BY day ORDER BY day", (since,))]
-            finally:
-                conn.close()
-        except (sqlite3.Error, OSError) as exc:
-            self._schema_ready = False
+                    "FROM query_log WHERE ts >= ? AND band NOT IN ('smalltalk', 'refused') GROUP BY substr(ts, 1, 10) "
+                    "ORDER BY day", (since,))]
+        except self.db.errors as exc:
             self._warn("insights unavailable", exc)
             return {"unanswered": [], "unhelpful": [], "top": [], "by_day": [], "error": str(exc), "writer": self.status()}
         return {"unanswered": group_similar(unanswered + [u["query"] for u in unhelpful if u["query"]]),
@@ -381,39 +358,23 @@ class RecordStore:
         if table not in ("query_log", "feedback"):
             raise ValueError(table)
         self.flush()
-        conn = self._read_connection()
-        try:
-            return [dict(r) for r in conn.execute(f"SELECT * FROM {table} ORDER BY rowid")]  # noqa: S608 - fixed names
-        finally:
-            conn.close()
+        with self.db.transaction(self.staff_busy_ms, write=False) as tx:
+            return [dict(r) for r in tx.execute(f"SELECT {COLUMNS[table]} FROM {table} ORDER BY rowid")]  # noqa: S608 - fixed names
 
 
-def _inode(path: Path) -> tuple[int, int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_dev, st.st_ino
+COLUMNS = {"query_log": "id, ts, query, band, faq_id, candidates, confidence",
+           "feedback": "id, ts, faq_id, helpful, comment, query_id"}
+# A row already there (written before a retry that did not know it had succeeded) is left as it is.
+# The query row a feedback cites may be another worker's, not written yet: its id is kept as given.
+INSERT = {table: f"INSERT INTO {table} ({cols}) VALUES ({', '.join('?' * len(cols.split(',')))}) ON CONFLICT DO NOTHING"
+          for table, cols in COLUMNS.items()}
 
 
-def _write_batch(conn: sqlite3.Connection, batch: list) -> None:
-    """One transaction for the whole batch, in queue order (a query before the feedback that cites it)."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        for table, row in batch:
-            if table == "query_log":
-                conn.execute(
-                    "INSERT OR IGNORE INTO query_log (id, ts, query, band, faq_id, candidates, confidence) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)", row)
-            else:  # the query row may be another worker's, not written yet: the id is kept as given
-                conn.execute(
-                    "INSERT OR IGNORE INTO feedback (id, ts, faq_id, helpful, comment, query_id) "
-                    "VALUES (?, ?, ?, ?, ?, ?)", row)
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
+def _write_batch(tx, batch: list) -> None:
+    """The whole batch in the caller's transaction, in queue order (a query before the feedback that
+    cites it): one executemany per run of rows for the same table (PostgreSQL pipelines it)."""
+    for table, rows in itertools.groupby(batch, key=lambda item: item[0]):
+        tx.executemany(INSERT[table], [row for _, row in rows])
 
 
 def _bigrams(text: str) -> set[str]:

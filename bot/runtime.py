@@ -9,9 +9,11 @@ from faq.loader import KnowledgeBase, load_knowledge_base
 from index.engine import SearchEngine, engine_from_settings
 
 from .dialogue import Bot
-from .records import RecordStore
-from .session import SessionStore, SqliteSessionStore
+from .records import SCHEMA as RECORDS_SCHEMA
+from .records import RecordStore, _prepare_sqlite
+from .session import SESSION_SCHEMA, SessionStore, SharedSessionStore
 from .settings import Settings
+from .storage import database_for
 
 log = logging.getLogger("govfaq")
 
@@ -36,7 +38,8 @@ def load_engine(
 
 
 def record_store(settings: Settings) -> RecordStore:
-    return RecordStore(settings.data_dir / "govfaq.sqlite3", retention_days=settings.log_retention_days)
+    db = database_for(settings, "govfaq.sqlite3", RECORDS_SCHEMA, prepare=_prepare_sqlite)
+    return RecordStore(db, retention_days=settings.log_retention_days)
 
 
 def load_bot(settings: Settings, progress: bool = False, records: bool = True, kb: KnowledgeBase | None = None) -> Bot:
@@ -53,6 +56,7 @@ def sessions_path(settings: Settings):
 
 
 def session_store(settings: Settings) -> SessionStore:
-    if settings.session_store == "sqlite":
-        return SqliteSessionStore(sessions_path(settings), ttl_seconds=settings.session_ttl_seconds, max_sessions=settings.max_sessions)
+    if settings.session_store != "memory":
+        db = database_for(settings, sessions_path(settings).name, SESSION_SCHEMA)
+        return SharedSessionStore(db, ttl_seconds=settings.session_ttl_seconds, max_sessions=settings.max_sessions)
     return SessionStore(ttl_seconds=settings.session_ttl_seconds, max_sessions=settings.max_sessions)

@@ -5,13 +5,15 @@ and expired after a period without activity. The text of a turn is masked
 (bot/privacy.py) before it is kept.
 
 Two stores with one interface: `SessionStore` in this process's memory (the
-command line, tests), and `SqliteSessionStore`, which the service uses, so
-that every worker process and every instance on the same disk sees the same
-conversation. If the SQLite file fails, the SQLite store carries on in
-memory for a minute, logs a warning, and tries the file again. A file that is
-only busy (another worker's write, a checkpoint) is waited for, up to two
-seconds, and is not turned off: turns kept in one process's memory are
-invisible to the other workers, so memory is the last resort, not the first.
+command line, tests), and `SharedSessionStore`, which the service uses, so
+that every worker process sees the same conversation: in a SQLite file
+(every worker on that disk) or in PostgreSQL (every instance,
+GOVFAQ_DATABASE_URL; bot/storage.py). If the database fails, the shared store
+carries on in memory for a minute, logs a warning, and tries again. A
+database that is only busy (another worker's write, a checkpoint, a pool with
+every connection taken) is waited for, up to two seconds, and is not turned
+off: turns kept in one process's memory are invisible to the other workers,
+so memory is the last resort, not the first.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-import sqlite3
 import threading
 import time
 from collections import OrderedDict
@@ -27,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .privacy import mask_personal_data
+from .storage import Database, SqliteDatabase
 
 log = logging.getLogger("govfaq.sessions")
 
@@ -100,73 +102,52 @@ CREATE INDEX IF NOT EXISTS sessions_last_seen ON sessions (last_seen);
 """
 
 
-def _is_busy(exc: BaseException) -> bool:
-    """A lock another connection holds: the file works, it was just taken."""
-    return isinstance(exc, sqlite3.OperationalError) and ("locked" in str(exc) or "busy" in str(exc))
+class SharedState:
+    """A database several processes share, used by one module, with the failure policy of state that
+    can live in memory for a while (conversations, staff logins).
 
-
-class SharedSqlite:
-    """One SQLite connection per process, WAL mode, used under a lock.
-
-    `run(fn)` gives fn the connection. A busy file is waited for (`busy_ms`);
-    if it is still busy, the call returns None and the next call tries again.
-    On any other SQLite or OS error (read-only, damaged, disk full) it logs a
-    warning, returns None and keeps the file off for `retry_after` seconds,
-    so a broken file slows no answer down twice.
+    `run(fn)` gives fn a transaction (bot/storage.py's `Tx`). A busy database is waited for
+    (`busy_ms`); if it is still busy, the call returns None and the next call tries again. On any
+    other error (read-only, damaged, disk full, server down) it logs a warning, returns None and
+    leaves the database alone for `retry_after` seconds, so a broken one slows no answer down twice.
     """
 
-    def __init__(self, path: Path, schema: str, busy_ms: int = 2000, retry_after: float = 60.0):
-        self.path = Path(path)
-        self.schema = schema
+    def __init__(self, db: Database, busy_ms: int = 2000, retry_after: float = 60.0):
+        self.db = db
         self.busy_ms = busy_ms
         self.retry_after = retry_after
-        self._conn: sqlite3.Connection | None = None
-        self._lock = threading.Lock()
         self._off_until = 0.0
-
-    def _connection(self) -> sqlite3.Connection:
-        if self._conn is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, timeout=self.busy_ms / 1000, isolation_level=None, check_same_thread=False)
-            try:
-                conn.execute(f"PRAGMA busy_timeout={int(self.busy_ms)}")
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across a process crash
-                conn.executescript(self.schema)
-            except BaseException:
-                conn.close()
-                raise
-            self._conn = conn
-        return self._conn
 
     @property
     def available(self) -> bool:
         return time.monotonic() >= self._off_until
 
-    def run(self, fn):
+    def run(self, fn, write: bool = True):
         if not self.available:
             return None
-        with self._lock:
-            try:
-                return fn(self._connection())
-            except (sqlite3.Error, OSError) as exc:
-                if _is_busy(exc):
-                    log.warning("%s busy for over %d ms, keeping this write in memory until the next: %s", self.path, self.busy_ms, exc)
-                    return None
-                log.warning("%s unavailable, carrying on in memory for %.0f s: %s", self.path, self.retry_after, exc)
-                self._off_until = time.monotonic() + self.retry_after
-                if self._conn is not None:
-                    self._conn.close()
-                    self._conn = None
+        try:
+            with self.db.transaction(self.busy_ms, write=write) as tx:
+                return fn(tx)
+        except self.db.errors as exc:
+            if self.db.is_busy(exc):
+                log.warning("%s busy for over %d ms, keeping this write in memory until the next: %s", self.db.label, self.busy_ms, exc)
                 return None
+            log.warning("%s unavailable, carrying on in memory for %.0f s: %s", self.db.label, self.retry_after, exc)
+            self._off_until = time.monotonic() + self.retry_after
+            return None
 
 
-class SqliteSessionStore(SessionStore):
-    """Sessions in a SQLite file that all workers share; in memory while the file is unavailable."""
+def shared_state(store: Path | str | Database, schema: str) -> SharedState:
+    """A path is a SQLite file (with `schema`); a Database is used as it is (its schema is migrated)."""
+    return SharedState(SqliteDatabase(store, schema) if isinstance(store, (str, Path)) else store)
 
-    def __init__(self, path: Path, ttl_seconds: float = 1800, max_sessions: int = 10_000, max_turns: int = 20, clock=time.time):
+
+class SharedSessionStore(SessionStore):
+    """Sessions in a database all workers share; in memory while it is unavailable."""
+
+    def __init__(self, store: Path | str | Database, ttl_seconds: float = 1800, max_sessions: int = 10_000, max_turns: int = 20, clock=time.time):
         super().__init__(ttl_seconds, max_sessions, max_turns, clock)
-        self.db = SharedSqlite(path, SESSION_SCHEMA)
+        self.db = shared_state(store, SESSION_SCHEMA)
         self._writes = 0
 
     def get(self, session_id: str | None) -> Session:
@@ -178,11 +159,12 @@ class SqliteSessionStore(SessionStore):
             row = self.db.run(
                 lambda c: c.execute(
                     "SELECT state FROM sessions WHERE id = ? AND last_seen >= ?", (session_id, now - self.ttl)
-                ).fetchone()
+                ).fetchone(),
+                write=False,
             )
             if row is not None:
                 try:
-                    data = json.loads(row[0])
+                    data = json.loads(row["state"])
                     data["turns"] = [tuple(t) for t in data.get("turns", [])]
                     return Session(**{**data, "last_seen": now})
                 except (ValueError, TypeError) as exc:  # a damaged row is a new conversation, not an error
@@ -197,7 +179,7 @@ class SqliteSessionStore(SessionStore):
         self._writes += 1
         tidy = self._writes % 200 == 1
 
-        def write(conn: sqlite3.Connection) -> bool:
+        def write(conn) -> bool:
             conn.execute(
                 "INSERT INTO sessions (id, last_seen, state) VALUES (?, ?, ?) "
                 "ON CONFLICT(id) DO UPDATE SET last_seen = excluded.last_seen, state = excluded.state",
@@ -206,7 +188,7 @@ class SqliteSessionStore(SessionStore):
             if tidy:  # now and then: forget expired conversations, and the oldest beyond the cap
                 conn.execute("DELETE FROM sessions WHERE last_seen < ?", (now - self.ttl,))
                 conn.execute(
-                    "DELETE FROM sessions WHERE id IN (SELECT id FROM sessions ORDER BY last_seen DESC LIMIT -1 OFFSET ?)",
+                    "DELETE FROM sessions WHERE id NOT IN (SELECT id FROM sessions ORDER BY last_seen DESC LIMIT ?)",
                     (self.max_sessions,),
                 )
             return True
@@ -226,5 +208,11 @@ class SqliteSessionStore(SessionStore):
         self.db.run(lambda c: c.execute("DELETE FROM sessions WHERE id = ?", (session_id,)))
 
     def __len__(self) -> int:
-        count = self.db.run(lambda c: c.execute("SELECT count(*) FROM sessions WHERE last_seen >= ?", (self.clock() - self.ttl,)).fetchone()[0])
+        count = self.db.run(
+            lambda c: c.execute("SELECT count(*) AS n FROM sessions WHERE last_seen >= ?", (self.clock() - self.ttl,)).fetchone()["n"],
+            write=False,
+        )
         return (count or 0) + len(self._sessions)
+
+
+SqliteSessionStore = SharedSessionStore  # the name before PostgreSQL: a path still gives a SQLite file

@@ -65,10 +65,20 @@ class Settings(BaseSettings):
         20, ge=1, description="Conversations one client may hold at once; a new one beyond this drops that "
         "client's oldest, never someone else's",
     )
-    session_store: Literal["sqlite", "memory"] = Field(
-        "sqlite",
-        description="'sqlite' keeps conversations and staff logins in GOVFAQ_DATA_DIR/sessions.sqlite3, shared by "
-        "every worker and instance on that disk; 'memory' keeps them in each process",
+    session_store: Literal["shared", "sqlite", "memory"] = Field(
+        "shared",
+        description="'shared' keeps conversations and staff logins where every worker sees them: in PostgreSQL "
+        "with GOVFAQ_DATABASE_URL (every instance), else in GOVFAQ_DATA_DIR/sessions.sqlite3 (every worker on that "
+        "disk); 'sqlite' is the older name for it; 'memory' keeps them in each process",
+    )
+    database_url: SecretStr | None = Field(
+        None, description="libpq URL of a PostgreSQL database (e.g. postgresql://govfaq@/govfaq?host=/run/postgresql) "
+        "that then holds the query log, feedback, conversations, staff accounts, logins and the audit log for every "
+        "instance; unset: SQLite files in GOVFAQ_DATA_DIR (one host)",
+    )
+    database_pool_size: int = Field(
+        4, ge=1, le=100, description="PostgreSQL connections each worker process keeps open at most (with "
+        "GOVFAQ_DATABASE_URL); the server needs workers x instances x this, plus a few for staff and backups",
     )
     index_poll_seconds: int = Field(
         5, ge=0, description="How often each worker looks for an index another process built (a staff reload in "
@@ -120,6 +130,15 @@ class Settings(BaseSettings):
             if not re.fullmatch(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?", origin):
                 raise ValueError(f"GOVFAQ_EMBED_ORIGINS: {origin!r} is not an origin like https://www.city.example.lg.jp")
         return " ".join(value.split())
+
+    @field_validator("database_url")
+    @classmethod
+    def _libpq_url(cls, value: SecretStr | None) -> SecretStr | None:
+        # Refused at start-up, not at the first query; the message never holds the URL (it may carry a password).
+        if value is not None and not re.match(r"postgres(ql)?://", value.get_secret_value()):
+            raise ValueError("GOVFAQ_DATABASE_URL must be a libpq URL starting postgresql:// "
+                             "(e.g. postgresql://govfaq@/govfaq?host=/run/postgresql), or unset for SQLite")
+        return value
 
     @field_validator("staff_token")
     @classmethod

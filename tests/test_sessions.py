@@ -1,6 +1,7 @@
-"""Conversations and staff logins shared through SQLite by every worker.
+"""Conversations and staff logins shared by every worker: through SQLite, and (the tests taking
+`backend`) through PostgreSQL too, for every instance.
 
-Two store objects on one file stand for two worker processes: each has its
+Two store objects on one file (or database) stand for two worker processes: each has its
 own connection, as separate processes do."""
 
 import logging
@@ -13,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from bot.dialogue import Bot
-from bot.session import SqliteSessionStore
+from bot.session import SharedSessionStore, SqliteSessionStore
 from bot.settings import Settings
 from index.engine import SearchConfig, SearchEngine
 from index.tokenize import JapaneseTokenizer
@@ -29,10 +30,9 @@ def engine(fast_engine):
     return fast_engine
 
 
-def test_a_follow_up_on_another_worker_keeps_the_conversation(engine, tmp_path):
-    path = tmp_path / "sessions.sqlite3"
-    worker_a = Bot(engine, sessions=SqliteSessionStore(path))
-    worker_b = Bot(engine, sessions=SqliteSessionStore(path))
+def test_a_follow_up_on_another_worker_keeps_the_conversation(engine, backend):
+    worker_a = Bot(engine, sessions=SharedSessionStore(backend.store("sessions.sqlite3")))
+    worker_b = Bot(engine, sessions=SharedSessionStore(backend.store("sessions.sqlite3")))
     first = worker_a.reply("函館に住んでいます", worker_a.sessions.get(None))
     session = worker_b.sessions.get(first.session_id)
     assert session.id == first.session_id and session.prefecture == "北海道"
@@ -43,9 +43,9 @@ def test_a_follow_up_on_another_worker_keeps_the_conversation(engine, tmp_path):
     assert (back.program, back.faq_id, len(back.turns)) == ("地域おこし協力隊", "kyoryokutai-ninki", 2)
 
 
-def test_shared_sessions_expire_and_are_capped(tmp_path):
+def test_shared_sessions_expire_and_are_capped(backend):
     now = [1000.0]
-    store = SqliteSessionStore(tmp_path / "s.sqlite3", ttl_seconds=60, max_sessions=3, clock=lambda: now[0])
+    store = SharedSessionStore(backend.store("s.sqlite3"), ttl_seconds=60, max_sessions=3, clock=lambda: now[0])
     sessions = []
     for i in range(5):
         session = store.get(None)
@@ -97,9 +97,8 @@ def test_a_locked_file_does_not_hold_an_answer_up(engine, tmp_path, caplog):
         blocker.close()
 
 
-def test_concurrent_writers_lose_nothing(tmp_path):
-    path = tmp_path / "s.sqlite3"
-    stores = [SqliteSessionStore(path) for _ in range(4)]
+def test_concurrent_writers_lose_nothing(backend):
+    stores = [SharedSessionStore(backend.store("s.sqlite3")) for _ in range(4)]
 
     def converse(i):
         store = stores[i % 4]
@@ -133,9 +132,8 @@ def test_a_write_that_meets_a_held_lock_waits_and_reaches_the_file(tmp_path):
     assert writer.db.available  # a busy file is not a broken one
 
 
-def test_a_newer_memory_copy_wins_over_an_older_file_row(tmp_path):
-    path = tmp_path / "s.sqlite3"
-    store = SqliteSessionStore(path)
+def test_a_newer_memory_copy_wins_over_an_older_file_row(backend):
+    store = SharedSessionStore(backend.store("s.sqlite3"))
     session = store.get(None)
     store.record(session, "一つ目", "fallback")
     broken = store.db.run  # the file fails for one write only
@@ -145,14 +143,14 @@ def test_a_newer_memory_copy_wins_over_an_older_file_row(tmp_path):
     assert [q for q, _ in store.get(session.id).turns] == ["一つ目", "二つ目"]
 
 
-def test_staff_logins_are_honoured_by_every_worker_and_expire(tmp_path):
+def test_staff_logins_are_honoured_by_every_worker_and_expire(backend):
     now = [1000.0]
-    path = tmp_path / "sessions.sqlite3"
-    worker_a = StaffSessions(3600, path, clock=lambda: now[0])
-    worker_b = StaffSessions(3600, path, clock=lambda: now[0])
+    worker_a = StaffSessions(3600, backend.store("sessions.sqlite3"), clock=lambda: now[0])
+    worker_b = StaffSessions(3600, backend.store("sessions.sqlite3"), clock=lambda: now[0])
     sid, csrf = worker_a.create()
     assert worker_b.csrf_for(sid) == csrf
-    assert sid.encode() not in path.read_bytes()  # only its hash is stored
+    stored = worker_a.db.run(lambda c: [r["id_hash"] for r in c.execute("SELECT id_hash FROM staff_sessions")])
+    assert stored and sid not in stored  # only its hash is stored
     now[0] += 3601
     assert worker_a.csrf_for(sid) is None and worker_b.csrf_for(sid) is None
     sid, _ = worker_a.create()

@@ -88,11 +88,12 @@ def wait_reload(app):
 
 
 # ------------------------------------------------------------------ accounts
-def test_accounts_one_time_password_argon2_and_disable(tmp_path):
-    accounts = Accounts(tmp_path / "staff.sqlite3")
+def test_accounts_one_time_password_argon2_and_disable(backend):
+    accounts = Accounts(backend.store("staff.sqlite3"))
     password = accounts.add("alice", "editor")
     assert len(password) >= 20 and accounts.verify("alice", password).must_change
-    stored = accounts._run(lambda c: c.execute("SELECT password_hash FROM staff_accounts").fetchone()[0])
+    assert Accounts(backend.store("staff.sqlite3")).verify("alice", password) is not None  # another worker
+    stored = accounts._run(lambda c: c.execute("SELECT password_hash FROM staff_accounts").fetchone()["password_hash"])
     assert stored.startswith("$argon2id$") and password not in stored
     assert accounts.verify("alice", "wrong") is None and accounts.verify("nobody", password) is None
     with pytest.raises(AccountError, match="12文字以上"):

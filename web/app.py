@@ -19,6 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from jinja2 import ChoiceLoader, FileSystemLoader
 from jinja2.sandbox import SandboxedEnvironment
@@ -302,7 +303,8 @@ def create_app(settings: Settings, bot: Bot | None = None) -> FastAPI:
         the security headers on every response."""
         budget = limits.for_request(request.method, request.url.path, request.url.query)
         if budget is not None:
-            wait = budget.check(client_of(request))
+            # Counted in PostgreSQL, a hit is a round trip: not on the event loop.
+            wait = await run_in_threadpool(budget.check, client_of(request)) if limits.shared else budget.check(client_of(request))
             if wait and budget is limits.staff_login:
                 # Refused before the form is read or a template rendered: a flood of guesses costs
                 # little more than as many /healthz requests.

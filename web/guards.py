@@ -3,8 +3,10 @@ the staff-login throttle. Counted per client address: the socket peer, or, behin
 GOVFAQ_FORWARDED_ALLOW_IPS, the rightmost X-Forwarded-For address that proxy did not add (uvicorn's
 ProxyHeadersMiddleware sets it before any of this runs, so a header from anyone else changes nothing).
 
-The counting is the maintained `limits` library (moving windows in memory): per worker process, so
-behind several workers or hosts the balancer holds the real limit and these are the second line.
+The counting is the maintained `limits` library (moving windows). In memory by default: per worker
+process, so behind several workers or hosts the balancer holds the real limit and these are the second
+line. With GOVFAQ_DATABASE_URL the windows live in PostgreSQL (bot/shared_limits.py) and count across
+every worker and instance.
 Nothing here waits: a refused request is answered at once with 429 and Retry-After.
 """
 
@@ -65,10 +67,18 @@ class LoginBudget:
 
 
 class Limits:
-    """The service's budgets, sharing one in-memory store."""
+    """The service's budgets, sharing one store: in memory, or in PostgreSQL with GOVFAQ_DATABASE_URL."""
 
     def __init__(self, settings, staff_login: bool = True):
-        self.limiter = MovingWindowRateLimiter(MemoryStorage())
+        self.shared = getattr(settings, "database_url", None) is not None
+        if self.shared:
+            from bot.shared_limits import PostgresLimitsStorage
+            from bot.storage import shared_postgres
+
+            storage = PostgresLimitsStorage(shared_postgres(settings.database_url.get_secret_value(), settings.database_pool_size))
+        else:
+            storage = MemoryStorage()
+        self.limiter = MovingWindowRateLimiter(storage)
         per_minute = settings.ask_rate_per_minute
         self.bot = Budget("bot", RateLimitItemPerMinute(per_minute), limiter=self.limiter) if per_minute else None
         per_minute = settings.feedback_rate_per_minute

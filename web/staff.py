@@ -10,8 +10,8 @@ GOVFAQ_STAFF_LOGIN_GLOBAL_PER_MINUTE from everyone, a login gets 429 with
 Retry-After (web/guards.py). Over https (GOVFAQ_PUBLIC_URL, or
 X-Forwarded-Proto from a trusted proxy) the cookies are Secure and named
 `__Host-…`, so neither a plain-http page nor another subdomain can set
-them. Logins live in the shared SQLite file beside the conversations, so
-every worker honours them. A reload rebuilds in the background and swaps the bot
+them. Logins live in the shared database beside the conversations (a SQLite
+file, or PostgreSQL with GOVFAQ_DATABASE_URL), so every worker and instance honours them. A reload rebuilds in the background and swaps the bot
 only when the new content has no problem and the index built: a failed
 reload keeps the old index serving and shows why.
 """
@@ -31,7 +31,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from bot.privacy import mask_personal_data
-from bot.session import SharedSqlite
+from bot.session import shared_state
 
 from .guards import client_of
 
@@ -58,13 +58,14 @@ CREATE TABLE IF NOT EXISTS staff_sessions (
 
 
 class StaffSessions:
-    """Staff logins: in the shared SQLite file when given one (every worker honours a login and a
-    logout), otherwise, or while the file is unavailable, in this process's memory."""
+    """Staff logins: in the shared database when given one (a SQLite file's path or a bot.storage
+    Database: every worker honours a login and a logout), otherwise, or while it is unavailable, in
+    this process's memory."""
 
-    def __init__(self, ttl: float, path=None, clock=time.time):
+    def __init__(self, ttl: float, store=None, clock=time.time):
         self.ttl = ttl
         self.clock = clock
-        self.db = SharedSqlite(path, STAFF_SCHEMA) if path is not None else None
+        self.db = shared_state(store, STAFF_SCHEMA) if store is not None else None
         self._memory: dict[str, tuple[float, str]] = {}  # id hash -> (expires, csrf)
         self._lock = threading.Lock()
 
@@ -97,9 +98,11 @@ class StaffSessions:
                 del self._memory[key]
                 entry = None
         if entry is None and self.db is not None:
-            entry = self.db.run(
-                lambda c: c.execute("SELECT expires, csrf FROM staff_sessions WHERE id_hash = ?", (key,)).fetchone()
+            row = self.db.run(
+                lambda c: c.execute("SELECT expires, csrf FROM staff_sessions WHERE id_hash = ?", (key,)).fetchone(),
+                write=False,
             )
+            entry = None if row is None else (row["expires"], row["csrf"])
         if entry is None or entry[0] < now:
             return None
         return entry[1]
@@ -147,20 +150,27 @@ def svg_answer_rate(by_day: list[dict], width: int = 640, height: int = 160) -> 
     return "".join(parts)
 
 
+def staff_login_store(settings):
+    """Where staff logins live: beside the conversations (None: in each process's memory)."""
+    if settings.session_store == "memory":
+        return None
+    from bot.runtime import sessions_path
+    from bot.storage import database_for
+
+    return database_for(settings, sessions_path(settings).name, STAFF_SCHEMA)
+
+
 def register_staff(app: FastAPI, settings, state, templates) -> None:
     token = settings.staff_token.get_secret_value() if settings.staff_token else None
-    from bot.runtime import sessions_path
-
-    shared = sessions_path(settings) if settings.session_store == "sqlite" else None
-    sessions = StaffSessions(settings.staff_session_seconds, shared)
+    sessions = StaffSessions(settings.staff_session_seconds, staff_login_store(settings))
     app.state.staff_sessions = sessions
     status = ReloadStatus()
     app.state.staff_status = status
 
     limits = app.state.limits
-    from bot.accounts import BOOTSTRAP, Accounts, accounts_path
+    from bot.accounts import BOOTSTRAP, Accounts, accounts_store
 
-    accounts = Accounts(accounts_path(settings))
+    accounts = Accounts(accounts_store(settings))
     app.state.staff_accounts = accounts
 
     def identify(name: str, password: str) -> str | None:

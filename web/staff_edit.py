@@ -50,7 +50,11 @@ class Staff:
 
 
 def register_staff_edit(app: FastAPI, settings, state, templates, require, accounts: Accounts, start_reload):
-    drafts = Drafts(accounts.path)
+    from bot.accounts import accounts_path
+
+    # Drafts stay in this host's staff.sqlite3 even with GOVFAQ_DATABASE_URL (faq/drafts.py is SQLite only):
+    # route /staff to one host, as the README says.
+    drafts = Drafts(accounts_path(settings))
 
     def who_is(request: Request, role: str = "viewer", csrf: str | None = None, password_page: bool = False) -> Staff:
         """The person logged in, if their role reaches `role` (403 otherwise). An account still on
