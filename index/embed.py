@@ -121,6 +121,9 @@ class Embedder:
             self.dimension = self._onnx.dimension
         else:
             self._init_fp32(model, cache_dir, threads, progress)
+        # Cache keys carry the runtime's version: another ONNX Runtime (or torch) may round
+        # differently, and its vectors must not mix with cached ones from the old version.
+        self.runtime_version = _runtime_version("onnxruntime" if self._onnx is not None else "torch")
         self.query_prompt = _first(self.prompts, ("query", "search_query", "検索クエリ"))
         self.document_prompt = _first(self.prompts, ("passage", "document", "search_document", "検索文書"))
 
@@ -190,9 +193,11 @@ class Embedder:
         return self._encode(texts, self.document_prompt)
 
     def cache_key(self, text: str, kind: str) -> str:
-        """Content address of one embedding: model weights, prompt kind and text."""
+        """Content address of one embedding: weights, runtime and precision (the fingerprint),
+        the runtime's version, the prompt kind and the text."""
         prompt = self.query_prompt if kind == "query" else self.document_prompt
-        return hashlib.sha256(f"{self.fingerprint}\x00{prompt}\x00{text}".encode()).hexdigest()
+        version = getattr(self, "runtime_version", "")
+        return hashlib.sha256(f"{self.fingerprint}\x00{version}\x00{prompt}\x00{text}".encode()).hexdigest()
 
 
 def _load_encoder(load, remake, where: Path):
@@ -231,6 +236,15 @@ def _onnx_encoder(model_dir: Path, fingerprint: str, threads: int | None, progre
         export()
 
     return _load_encoder(lambda: OnnxEncoder(model_dir, threads), again, model_dir)
+
+
+def _runtime_version(package: str) -> str:
+    import importlib.metadata
+
+    try:
+        return f"{package} {importlib.metadata.version(package)}"
+    except importlib.metadata.PackageNotFoundError:
+        return f"{package} unknown"
 
 
 def _has_onnxruntime() -> bool:

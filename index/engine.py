@@ -321,7 +321,11 @@ class SearchEngine:
 
         cache = EmbeddingCache(cache_dir) if cache_dir else None
         keys = [self.embedder.cache_key(t, k) for t, k in zip(texts, kinds)]
-        missing = [i for i, key in enumerate(keys) if cache is None or key not in cache.vectors]
+        # Each distinct text once (the same answer or paraphrase under two FAQs has one key),
+        # and only those the cache lacks: an edit embeds the edited FAQ's texts alone.
+        first = {key: i for i, key in reversed(list(enumerate(keys)))}
+        missing = [i for key, i in first.items() if cache is None or key not in cache.vectors]
+        missing.sort()
         bar.set_postfix_str(f"embedding {len(missing)} of {len(texts)} texts")
         new_vectors = self._embed_many([texts[i] for i in missing], [kinds[i] for i in missing], progress)
         store = cache.vectors if cache else {}

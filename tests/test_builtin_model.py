@@ -415,3 +415,16 @@ def test_q4_export_is_small_deterministic_and_keyed_apart(q4_embedder, tmp_path)
     from index.embed import Embedder
 
     assert Embedder.cache_key(q4_embedder, "x", "query") != Embedder.cache_key(fp32_like, "x", "query")
+
+
+def test_length_sorted_batches_give_the_vectors_of_one_text_at_a_time(q4_embedder):
+    """The encoder sorts texts by token count and pads each batch to its own longest text; the
+    padding is masked, so every vector equals the one of the text embedded alone, in the caller's
+    order (also when small token budgets cut the texts into many batches)."""
+    encoder = q4_embedder._onnx
+    texts = [*(f"passage: {t}" for t in TEXTS), LONG_TEXT, "query: 窓口", *TEXTS[:3]]
+    alone = np.stack([encoder.encode([t])[0] for t in texts])
+    for budget in (4096, 256):
+        batched = encoder.encode(texts, batch_tokens=budget, max_batch=4)
+        cosines = np.sum(alone * batched, axis=1)
+        assert cosines.min() >= 0.99999, (budget, cosines.min())

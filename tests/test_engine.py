@@ -190,3 +190,33 @@ def test_another_precision_never_reuses_an_index_or_a_cached_vector(tmp_path, sh
         engine_for(kb, tokenizer, q4).load(tmp_path / "var")
     engine = engine_for(kb, tokenizer, q4).build(cache_dir=tmp_path / "cache")
     assert engine.stats["embedded"] == engine.stats["vectors"] == q4.embedded
+
+
+def test_a_text_two_faqs_share_is_embedded_once(tmp_path, shipped, tokenizer):
+    """The same answer under two FAQs has one cache key: it is embedded once, and both FAQs get
+    its vector."""
+    kb = small_kb(shipped.kb)
+    twin = kb.faqs[1].model_copy(update={"answer": kb.faqs[0].answer})
+    kb2 = KnowledgeBase([kb.faqs[0], twin, *kb.faqs[2:]], kb.contacts, kb.tree, kb.synonyms, kb.sources, kb.catalogue, kb.content_dir)
+    embedder = HashingEmbedder()
+    engine = engine_for(kb2, tokenizer, embedder).build(cache_dir=tmp_path)
+    assert embedder.embedded == engine.stats["embedded"] == engine.stats["vectors"] - 1
+    answers = [i for i, (o, r) in enumerate(zip(engine.dense.owners, engine.dense.roles)) if r == 2 and o in (0, 1)]
+    assert len(answers) == 2
+    assert np.array_equal(engine.dense.index.reconstruct(answers[0]), engine.dense.index.reconstruct(answers[1]))
+
+
+def test_another_runtime_version_never_reuses_a_cached_vector(tmp_path, shipped, tokenizer):
+    """An upgraded ONNX Runtime (same weights, same precision) may round differently: the cache
+    keys change, so every text is embedded again."""
+    kb = small_kb(shipped.kb)
+    old = HashingEmbedder()
+    old.runtime_version = "onnxruntime 1.22.0"
+    engine_for(kb, tokenizer, old).build(cache_dir=tmp_path)
+    new = HashingEmbedder()
+    new.runtime_version = "onnxruntime 1.23.0"
+    engine = engine_for(kb, tokenizer, new).build(cache_dir=tmp_path)
+    assert engine.stats["embedded"] == engine.stats["vectors"] == new.embedded
+    again = HashingEmbedder()
+    again.runtime_version = "onnxruntime 1.23.0"
+    assert engine_for(kb, tokenizer, again).build(cache_dir=tmp_path).stats["embedded"] == 0
