@@ -17,7 +17,7 @@ from index.engine import SearchEngine, SearchResult
 
 from .deadlines import Clock, DeadlineStatus, deadline_status, format_date, tokyo_now
 from .places import PlaceIndex
-from .question_type import asked_fact, fact_line, holds_fact
+from .question_type import asked_fact, fact_line, holds_fact, question_sentence
 from .records import RecordStore
 from .session import Session, SessionStore
 
@@ -28,7 +28,10 @@ _GREETING = re.compile(r"^(こんにちは|こんばんは|おはよう(ござ�
 _THANKS = re.compile(r"^(ありがとう(ございます|ございました)?|thanks?( you)?|thank you|助かりました|どうも(ありがとう)?)[!！。.~〜]*$", re.I)
 _DISASTER = re.compile(
     r"被災|罹災|り災|りさい|災害|地震|大雨|豪雨|台風|火事|火災|大火|洪水|浸水|土砂|津波|噴火|"
-    r"家が(壊|こわ|流|つぶ|潰)|家屋|避難|半壊|全壊|倒壊|がれき|earthquake|flood|typhoon|disaster|fire",
+    r"家が(壊|こわ|流|つぶ|潰)|家屋|避難|半壊|全壊|倒壊|がれき|earthquake|flood|typhoon|disaster|fire|evacuat|"
+    # the same in kana, as a resident who cannot write the kanji types it
+    r"ひさい|さいがい|じしん|おおあめ|ごうう|たいふう|こうずい|しんすい|どしゃ|つなみ|ひなん|はんかい|ぜんかい|"
+    r"いえが\s*(こわ|なが|つぶ)",
     re.I,
 )
 DISASTER_FIELD = "災害・生活再建の支援"
@@ -38,16 +41,18 @@ _FOLLOW_UP = {
     "target": re.compile(r"対象|条件|要件|誰が|だれが|資格|どんな人"),
     "amount": re.compile(r"いくら|金額|上限|補助率|予算|費用|何円|万円|額"),
 }
-_CONTACT_WORDS = re.compile(r"きくみみ|キクミミ|kikumimi|行政相談|行政評価|苦情", re.I)
+_CONTACT_WORDS = re.compile(r"きくみみ|キクミミ|kikumimi|行政相談|行政評価|苦情|consultation|counsell?ing", re.I)
 _FILLER_WORDS = (
     "の で に と や にある 近く 近い 最寄り 相談窓口 窓口 相談先 相談 連絡先 連絡 電話番号 電話 番号 住所 場所 どこ "
     "したい とき 時 する できる 聞きたい 行きたい 問い合わせ先 問合せ先 問い合わせ 問合せ 教えてください 教えて 知りたい "
     "は を が って ですか ますか ください 住んでいます 住んでます 在住 です 市 県 府 都 "
-    "the of phone number address where is what's whats in please"
+    "the of phone number address where is what's whats in please "
+    "i live living am from near nearest which what who should can could do does for call to my an a "
+    "office consultation counseling counselling center centre administrative contact details"
 ).split()
 # Longest first, so that とき is not taken as と + き.
 _CONTACT_FILLER = re.compile(
-    "|".join(re.escape(w) for w in sorted(_FILLER_WORDS, key=len, reverse=True)) + r"|[?？!！。、\s]", re.I
+    "|".join(re.escape(w) for w in sorted(_FILLER_WORDS, key=len, reverse=True)) + r"|[?？!！。、.,\s]", re.I
 )
 # A deadline, not any date: 締切/期限/までに with a date in the same answer.
 _DEADLINE_WORDS = re.compile(r"締切|締め切|期限|までに|まで受け付|受付期間|募集期間")
@@ -311,8 +316,11 @@ class Bot:
         # Not a follow-up: a new topic resets the context.
         session.program = session.faq_id = None
 
-        result = self.engine.search(text, k=10, prefer=self.disaster_ids if disaster else None, today=self.today())
-        result = self._prefer_asked(text, result)
+        focus = question_sentence(text)
+        result = self.engine.search(
+            text, k=10, prefer=self.disaster_ids if disaster else None, today=self.today(), focus=focus
+        )
+        result = self._prefer_asked(focus or text, result)
         clarify = self._clarify(text, result, gap=CLARIFY_GAP / 2) if result.band == "answer" else None
         if clarify is not None:
             reply = clarify

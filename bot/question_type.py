@@ -63,3 +63,22 @@ def fact_line(answer: str, kind: FactType | None) -> str | None:
         return None
     pattern = _FACTS[kind]
     return next((line for line in lines if pattern.search(unicodedata.normalize("NFKC", line))), None)
+
+
+_SENTENCE_END = re.compile(r"(?<=[。！？?!\n])|(?<=\.)\s+")
+_INTERROGATIVE = re.compile(
+    r"[?？]|か[。.]?$|ですか|ますか|でしょうか|教えて|知りたい|いつ|どこ|いくら|何|なに|誰|だれ|どう|どの|どれ|"
+    r"\b(how|what|when|where|who|which|is there|can i|do i)\b",
+    re.I,
+)
+
+
+def question_sentence(text: str) -> str | None:
+    """The last sentence that asks something, in a message of several sentences (None otherwise).
+
+    「市の企画課です。先月から担当になりました。申請の締切はいつですか。」 → 「申請の締切はいつですか。」:
+    the context before it should not outweigh the question itself."""
+    sentences = [s.strip() for s in _SENTENCE_END.split(unicodedata.normalize("NFKC", text or "")) if s.strip()]
+    if len(sentences) < 2:
+        return None
+    return next((s for s in reversed(sentences) if _INTERROGATIVE.search(s)), None)

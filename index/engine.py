@@ -541,11 +541,14 @@ class SearchEngine:
         prefer_bonus: float = 0.03,
         only: set[str] | None = None,
         today: dt.date | None = None,
+        focus: str | None = None,
     ) -> SearchResult:
         """Rank FAQs for `query`. `prefer`: FAQ ids that get `prefer_bonus` added (disaster
         support for disaster wording); `only`: search within these FAQs (follow-ups).
         Only FAQs in force on `today` (default: today in Asia/Tokyo) are ranked: the index
-        holds every FAQ, so an FAQ appears or retires on its date without a rebuild."""
+        holds every FAQ, so an FAQ appears or retires on its date without a rebuild.
+        `focus`: the question sentence of a longer message; its words count once more in BM25
+        (words only: no second model call), so the context around it does not drown it."""
         in_force = self.kb.in_force_ids(today or tokyo_today())
         if in_force is not None:
             only = in_force if only is None else only & in_force
@@ -555,6 +558,8 @@ class SearchEngine:
         if not text or n == 0:
             return SearchResult(query, [], 0.0, "fallback")
         lex = self.lexical.scores(text) if mode in ("hybrid", "lexical") else np.zeros(n, np.float32)
+        if focus and mode in ("hybrid", "lexical") and normalize(focus):
+            lex = lex + self.lexical.scores(normalize(focus))
         den = self.dense.scores(self.embed_query(text)) if mode in ("hybrid", "dense") else np.zeros(n, np.float32)
         lex_norm = lex / (lex + self.config.lexical_saturation)
         if mode == "hybrid":

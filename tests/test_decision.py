@@ -100,3 +100,43 @@ def test_a_target_follow_up_picks_the_faq_about_eligibility(bot):
     session.program = "星空観察補助"
     reply = bot.reply("対象は？", session)
     assert reply.faq_id == "hoshi-taisho"
+
+
+# --------------------------------------------------------------- long input, kana, places
+from bot.dialogue import _DISASTER  # noqa: E402
+from bot.question_type import question_sentence  # noqa: E402
+
+
+def test_the_question_sentence_of_a_longer_message():
+    text = "町の観光係です。春から夜空の催しを考えています。補助の上限はいくらですか。よろしくお願いします。"
+    assert question_sentence(text) == "補助の上限はいくらですか。"
+    assert question_sentence("補助の上限はいくら？") is None  # one sentence: nothing to pick out
+    assert question_sentence("We run a town club. How do I apply?") == "How do I apply?"
+
+
+def test_focus_counts_the_question_words_again_without_another_model_call(bot):
+    engine = bot.engine
+    plain = engine.search("夜空の会を開きたい町内会です。上限はいくら", k=4)
+    calls = engine.embedder.calls
+    focused = engine.search("夜空の会を開きたい町内会です。上限はいくら", k=4, focus="上限はいくら")
+    assert engine.embedder.calls - calls == 1  # one query vector, as without a focus
+    score = {h.faq_id: h.lexical for h in focused.hits}
+    assert score["hoshi-gaku"] > {h.faq_id: h.lexical for h in plain.hits}["hoshi-gaku"]
+
+
+@pytest.mark.parametrize("text", ["さいがいで いえが こわれた", "ひなんじょ どこ", "おおあめで しんすい", "台風で屋根が飛んだ", "罹災証明がほしい"])
+def test_plain_disaster_sentences_in_kanji_or_kana_reach_disaster_support(text):
+    assert _DISASTER.search(text)
+
+
+def test_english_city_names_reach_the_office_lookup(shipped):
+    from bot.places import PlaceIndex
+
+    places = PlaceIndex(shipped.kb)
+    assert places.find("I live in Sapporo").prefecture == "北海道"
+    assert places.find("we are in Sendai").prefecture == "宮城県"
+
+
+def test_an_english_office_question_with_a_city_is_a_contacts_lookup(fast_engine):
+    reply = Bot(fast_engine).reply("I live in Sendai. Where is the nearest consultation office?")
+    assert reply.kind == "contacts" and "宮城" in reply.answer
