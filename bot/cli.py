@@ -336,31 +336,36 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     engine = load_engine(settings)
     report = calibrate(engine, settings.data_dir / "cache" / "embeddings", wrong_cost=args.wrong_cost)
     if args.tune_on:
+        if any("heldout" in Path(f).name or Path(f).name == "dev.jsonl" for f in args.tune_on):
+            print("閾値の調整には調整用のデータ（*.tune.jsonl など）を指定してください: 評価に使う held-out や dev.jsonl では調整できません。", file=sys.stderr)
+            return 2
         from bot.dialogue import Bot
         from bot.evaluate import holds_facts, read_items
         from index.calibrate import tune_answer_threshold, write_model
-        from index.engine import load_calibration
+        from index.confidence import load_model
 
-        engine.calibration = load_calibration()
+        engine.confidence_model = load_model()  # the model just fitted, thresholds not yet tuned
+        bot = Bot(engine)
         dev = []
-        for item in read_items(Path(args.tune_on)):
-            result = engine.search(item["query"], k=1)
-            oos = item["kind"] == "out_of_scope" or not item["expect"]
-            top = engine.kb.get(result.hits[0].faq_id) if result.hits else None
-            right = bool(top) and not oos and holds_facts(Bot(engine).answer_text(top), item["expect"])
-            latin = result.features.get("japanese_share", 1.0) == 0.0
-            dev.append((result.confidence, oos, right, latin))
+        for file in args.tune_on:
+            for item in read_items(Path(file)):
+                result = engine.search(item["query"], k=1)
+                oos = item["kind"] == "out_of_scope" or not item["expect"]
+                top = engine.kb.get(result.hits[0].faq_id) if result.hits else None
+                right = bool(top) and not oos and holds_facts(bot.answer_text(top), item["expect"])
+                latin = result.features.latin if result.features else False
+                dev.append((result.confidence, oos, right, latin))
         oos_all = report["_out_of_scope_confidences"]
         oos_latin = report["_out_of_scope_latin"]
         tuned = {}
         for name, is_latin in (("answer_threshold", False), ("latin_answer_threshold", True)):
             rows = [(c, o, r) for c, o, r, lat in dev if lat == is_latin]
             negatives = [c for c, lat in zip(oos_all, oos_latin) if lat == is_latin]
-            tuned[name] = tune_answer_threshold(rows, negatives)
+            tuned[name] = tune_answer_threshold(rows, negatives, wrong_cost=args.wrong_cost) if rows else None
         if tuned["answer_threshold"] is not None:
             report.update({k: v for k, v in tuned.items() if v is not None})
             report["candidate_threshold"] = min(report["candidate_threshold"], round(report["answer_threshold"] / 3, 2))
-            report["tuned_on"] = Path(args.tune_on).name
+            report["tuned_on"] = [Path(f).name for f in args.tune_on]
 
             def at(c, lat):
                 return c >= (report.get("latin_answer_threshold", report["answer_threshold"]) if lat else report["answer_threshold"])
@@ -368,9 +373,11 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
             report["at_threshold"] = {
                 "out_of_scope_answered": sum(at(c, lat) for c, lat in zip(oos_all, oos_latin)),
                 "out_of_scope_total": len(oos_all),
-                "dev_out_of_scope_answered": sum(at(c, lat) for c, o, _, lat in dev if o),
-                "dev_in_scope_right_and_answered": sum(at(c, lat) and r for c, _, r, lat in dev),
-                "dev_in_scope_total": sum(not o for _, o, _, _ in dev),
+                "tune_out_of_scope_answered": sum(at(c, lat) for c, o, _, lat in dev if o),
+                "tune_out_of_scope_total": sum(o for _, o, _, _ in dev),
+                "tune_in_scope_right_and_answered": sum(at(c, lat) and r for c, _, r, lat in dev),
+                "tune_in_scope_wrong_and_answered": sum(at(c, lat) and not r for c, o, r, lat in dev if not o),
+                "tune_in_scope_total": sum(not o for _, o, _, _ in dev),
             }
             write_model(report)
     report.pop("_out_of_scope_confidences", None)
@@ -656,9 +663,10 @@ def build_parser() -> argparse.ArgumentParser:
     engine_args(cal)
     cal.add_argument("--wrong-cost", type=float, default=3.0, help="how many fallbacks one wrong answer is worth")
     cal.add_argument(
-        "--tune-on", default=None,
-        help="development JSONL: pick the answer threshold that answers most of it with none of its "
-        "out-of-scope items answered and at most 5%% of the calibration out-of-scope questions",
+        "--tune-on", default=None, nargs="+", metavar="FILE",
+        help="tuning JSONL files (never a held-out set): pick the answer thresholds with the least cost on them "
+        "(a wrong answer counts --wrong-cost times a withheld right one) and at most 5%% of the calibration "
+        "out-of-scope questions answered",
     )
     cal.set_defaults(func=_cmd_calibrate)
 

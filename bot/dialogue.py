@@ -17,7 +17,7 @@ from index.engine import SearchEngine, SearchResult
 
 from .deadlines import Clock, DeadlineStatus, deadline_status, format_date, tokyo_now
 from .places import PlaceIndex
-from .question_type import asked_fact, fact_line
+from .question_type import asked_fact, fact_line, holds_fact, question_sentence
 from .records import RecordStore
 from .session import Session, SessionStore
 
@@ -28,7 +28,10 @@ _GREETING = re.compile(r"^(こんにちは|こんばんは|おはよう(ござ�
 _THANKS = re.compile(r"^(ありがとう(ございます|ございました)?|thanks?( you)?|thank you|助かりました|どうも(ありがとう)?)[!！。.~〜]*$", re.I)
 _DISASTER = re.compile(
     r"被災|罹災|り災|りさい|災害|地震|大雨|豪雨|台風|火事|火災|大火|洪水|浸水|土砂|津波|噴火|"
-    r"家が(壊|こわ|流|つぶ|潰)|家屋|避難|半壊|全壊|倒壊|がれき|earthquake|flood|typhoon|disaster|fire",
+    r"家が(壊|こわ|流|つぶ|潰)|家屋|避難|半壊|全壊|倒壊|がれき|earthquake|flood|typhoon|disaster|fire|evacuat|"
+    # the same in kana, as a resident who cannot write the kanji types it
+    r"ひさい|さいがい|じしん|おおあめ|ごうう|たいふう|こうずい|しんすい|どしゃ|つなみ|ひなん|はんかい|ぜんかい|"
+    r"いえが\s*(こわ|なが|つぶ)",
     re.I,
 )
 DISASTER_FIELD = "災害・生活再建の支援"
@@ -38,28 +41,41 @@ _FOLLOW_UP = {
     "target": re.compile(r"対象|条件|要件|誰が|だれが|資格|どんな人"),
     "amount": re.compile(r"いくら|金額|上限|補助率|予算|費用|何円|万円|額"),
 }
-_CONTACT_WORDS = re.compile(r"きくみみ|キクミミ|kikumimi|行政相談|行政評価|苦情", re.I)
+_CONTACT_WORDS = re.compile(r"きくみみ|キクミミ|kikumimi|行政相談|行政評価|苦情|consultation|counsell?ing", re.I)
 _FILLER_WORDS = (
     "の で に と や にある 近く 近い 最寄り 相談窓口 窓口 相談先 相談 連絡先 連絡 電話番号 電話 番号 住所 場所 どこ "
     "したい とき 時 する できる 聞きたい 行きたい 問い合わせ先 問合せ先 問い合わせ 問合せ 教えてください 教えて 知りたい "
     "は を が って ですか ますか ください 住んでいます 住んでます 在住 です 市 県 府 都 "
-    "the of phone number address where is what's whats in please"
+    "the of phone number address where is what's whats in please "
+    "i live living am from near nearest which what who should can could do does for call to my an a "
+    "office consultation counseling counselling center centre administrative contact details"
 ).split()
 # Longest first, so that とき is not taken as と + き.
 _CONTACT_FILLER = re.compile(
-    "|".join(re.escape(w) for w in sorted(_FILLER_WORDS, key=len, reverse=True)) + r"|[?？!！。、\s]", re.I
+    "|".join(re.escape(w) for w in sorted(_FILLER_WORDS, key=len, reverse=True)) + r"|[?？!！。、.,\s]", re.I
 )
-_DATE_WORDS = re.compile(r"締切|期限|提出|応募|募集|開催|施行|\d+月\d+日")
+# A deadline, not any date: 締切/期限/までに with a date in the same answer.
+_DEADLINE_WORDS = re.compile(r"締切|締め切|期限|までに|まで受け付|受付期間|募集期間")
 _AMOUNT_WORDS = re.compile(r"円|補助率|上限|措置率|予算")
 _TARGET_WORDS = re.compile(r"対象|要件|条件|資格")
 _FITS = {
-    "deadline": lambda f: bool(f.deadlines) or bool(_DATE_WORDS.search(f.answer)),
+    "deadline": lambda f: bool(f.deadlines) or (bool(_DEADLINE_WORDS.search(f.answer)) and holds_fact(f.answer, "date")),
     "contact": lambda f: bool(f.contacts),
     "target": lambda f: bool(_TARGET_WORDS.search(f.question + f.answer)),
     "amount": lambda f: bool(_AMOUNT_WORDS.search(f.answer)),
 }
 _KIND_LABEL = {"deadline": "締切・日程", "contact": "問合せ先", "target": "対象・条件", "amount": "金額"}
+# A follow-up prefers the FAQ whose own question is about the asked point (対象は？ → the eligibility FAQ).
+_ASKS_ABOUT = {
+    "deadline": re.compile(r"締切|締め切|期限|いつまで|日程|スケジュール"),
+    "contact": re.compile(r"問い?合わ?せ|連絡先|窓口|電話"),
+    "target": re.compile(r"対象|要件|条件|資格|誰|だれ"),
+    "amount": re.compile(r"いくら|金額|上限|補助率|予算|措置"),
+}
+NONE_OF_THESE = "どれにも当てはまらない"
+NONE_CHOICE = {"label": NONE_OF_THESE, "query": NONE_OF_THESE}
 CLARIFY_GAP = 0.02  # top hits of different programmes closer than this → ask which one
+SIBLING_GAP = 0.03  # a sibling this close to the top hit that holds the asked fact is preferred
 _HELP = re.compile(r"^(何ができるの|何ができますか|なにができるの|使い方(を教えて)?|ヘルプ|help|how to use|what can you do)[?？!！。]*$", re.I)
 
 
@@ -277,6 +293,13 @@ class Bot:
             return self._smalltalk("どういたしまして。ほかにも知りたいことがあれば入力してください。")
         if _HELP.match(compact):
             return self._smalltalk(self.help_text())
+        if compact == NONE_OF_THESE:
+            session.program = session.faq_id = None
+            return Reply(
+                kind="fallback", answered=False, faq_id=None, band="fallback", confidence=0.0,
+                answer=self.fallback_text("お役に立てず申し訳ありません。", session),
+                contacts=[c.model_dump(exclude_none=True) for c in self.consultation_contacts(session)],
+            )
 
         place = self.places.find(text)
         if place:
@@ -293,7 +316,11 @@ class Bot:
         # Not a follow-up: a new topic resets the context.
         session.program = session.faq_id = None
 
-        result = self.engine.search(text, k=10, prefer=self.disaster_ids if disaster else None, today=self.today())
+        focus = question_sentence(text)
+        result = self.engine.search(
+            text, k=10, prefer=self.disaster_ids if disaster else None, today=self.today(), focus=focus
+        )
+        result = self._prefer_asked(focus or text, result)
         clarify = self._clarify(text, result, gap=CLARIFY_GAP / 2) if result.band == "answer" else None
         if clarify is not None:
             reply = clarify
@@ -377,7 +404,8 @@ class Bot:
                 kind="fallback", answered=False, faq_id=None, answer="\n".join(lines), band="fallback", confidence=0.0,
                 contacts=[self.kb.contacts[c].model_dump(exclude_none=True) for c in contacts[:3]],
             )
-        result = self.engine.search(f"{session.program} {text}", k=5, only=fitting, today=self.today())
+        about = {f.id for f in same if f.id in fitting and _ASKS_ABOUT[kind].search(f.question)}
+        result = self.engine.search(f"{session.program} {text}", k=5, only=about or fitting, today=self.today())
         if not result.hits:
             return None
         faq = self.kb.get(result.hits[0].faq_id)
@@ -392,17 +420,18 @@ class Bot:
         top = result.hits[:5]
         if len(top) < 2 or top[0].score - top[1].score >= gap:
             return None
-        first, second = self.kb.get(top[0].faq_id).program, self.kb.get(top[1].faq_id).program
-        if not first or first == second or _names(text, first):
+        lead, runner = self.kb.get(top[0].faq_id), self.kb.get(top[1].faq_id)
+        if not lead.program or same_programme(lead, runner) or _names(text, lead.program):
             return None
-        programs: list[str] = []
+        shown: list[FAQ] = []
         for hit in top:
-            program = self.kb.get(hit.faq_id).program
-            if program and program not in programs and top[0].score - hit.score < 2 * CLARIFY_GAP:
-                programs.append(program)
+            faq = self.kb.get(hit.faq_id)
+            if faq.program and top[0].score - hit.score < 2 * CLARIFY_GAP and not any(same_programme(faq, s) for s in shown):
+                shown.append(faq)
+        programs = [f.program for f in shown]
         if len(programs) < 2:
             return None
-        choices = [{"label": p, "query": f"{p} {text}"} for p in programs[:4]]
+        choices = [{"label": p, "query": f"{p} {text}"} for p in programs[:4]] + [NONE_CHOICE]
         return Reply(
             kind="clarify",
             answered=False,
@@ -413,6 +442,25 @@ class Bot:
             candidates=self._candidates(result, n=5),
             choices=choices,
         )
+
+    def _prefer_asked(self, text: str, result: SearchResult) -> SearchResult:
+        """Among siblings, the FAQ whose answer holds what is asked: when the top hit's card holds no
+        fact of the asked type (a date, an amount, a place …) and a sibling of the same programme
+        within SIBLING_GAP holds one, that sibling leads (an overview FAQ yields to the detail)."""
+        kind = asked_fact(text)
+        if kind is None or len(result.hits) < 2:
+            return result
+        top = self.kb.get(result.hits[0].faq_id)
+        if holds_fact("\n".join(self.card_lines(top)), kind):
+            return result
+        for i, hit in enumerate(result.hits[1:4], start=1):
+            if result.hits[0].score - hit.score > SIBLING_GAP:
+                break
+            faq = self.kb.get(hit.faq_id)
+            if same_programme(top, faq) and holds_fact("\n".join(self.card_lines(faq)), kind):
+                hits = [hit, *result.hits[:i], *result.hits[i + 1 :]]
+                return replace(result, hits=[replace(h, rank=r + 1) for r, h in enumerate(hits)])
+        return result
 
     def _did_you_mean(self, result: SearchResult) -> Reply:
         candidates = self._candidates(result, n=5)
@@ -425,6 +473,7 @@ class Bot:
             band="candidates",
             confidence=result.confidence,
             candidates=candidates,
+            choices=[NONE_CHOICE],
         )
 
     def _with_consultation(self, reply: Reply, session: Session) -> Reply:
@@ -450,6 +499,20 @@ class Bot:
 
 def ranking_of(result: SearchResult, n: int = 10) -> list[dict]:
     return [{"faq_id": h.faq_id, "score": round(h.score, 4)} for h in result.hits[:n]]
+
+
+def _fold_name(name: str) -> str:
+    return re.sub(r"[\s・･]", "", unicodedata.normalize("NFKC", name or "")).casefold()
+
+
+def same_programme(a: FAQ, b: FAQ) -> bool:
+    """Two FAQs about one programme: the same `program`, one programme name inside the other
+    (「自治体DXアクセラレータ」 and 「自治体DXアクセラレータ500プロジェクト」), or the same source section."""
+    if a.program and b.program:
+        x, y = _fold_name(a.program), _fold_name(b.program)
+        if x == y or (min(len(x), len(y)) >= 4 and (x in y or y in x)):
+            return True
+    return bool(a.source.section) and (a.source.document, a.source.section) == (b.source.document, b.source.section)
 
 
 def _names(text: str, program: str) -> bool:

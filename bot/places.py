@@ -30,6 +30,14 @@ PREFECTURES = [
     ("熊本県", "熊本", "kumamoto"), ("大分県", "大分", "oita"), ("宮崎県", "宮崎", "miyazaki"),
     ("鹿児島県", "鹿児島", "kagoshima"), ("沖縄県", "沖縄", "okinawa"),
 ]
+# Cities with an office whose romanised name is not their prefecture's: an English question
+# names the city it lives in ("I live in Sapporo"). Looked up only when the city is known.
+CITY_ROMAN = {
+    "札幌": "sapporo", "函館": "hakodate", "旭川": "asahikawa", "釧路": "kushiro", "仙台": "sendai",
+    "盛岡": "morioka", "水戸": "mito", "宇都宮": "utsunomiya", "前橋": "maebashi", "新宿": "shinjuku",
+    "横浜": "yokohama", "金沢": "kanazawa", "甲府": "kofu", "名古屋": "nagoya", "大津": "otsu", "神戸": "kobe",
+    "松江": "matsue", "高松": "takamatsu", "松山": "matsuyama", "博多": "hakata", "那覇": "naha",
+}
 _CITY_IN_DOC = re.compile(r"([^\s（()、・:：]{1,6}?[市町村])[（(]([^）)]{2,4}?[都道府県])[）)]")
 _CITY_OF_ADDRESS = re.compile(r"^([^\s]{1,6}?[市区])")
 
@@ -71,6 +79,10 @@ class PlaceIndex:
             names[city] = (prefecture, office_id)
             if len(city) > 2:
                 names[city[:-1]] = (prefecture, office_id)  # 函館市 → 函館
+        for city, roman in CITY_ROMAN.items():
+            known = names.get(city) or names.get(city + "市") or names.get(city + "区")
+            if known:
+                names.setdefault(roman, known)
         self.names = names
         self.by_prefecture = by_prefecture
         ascii_names = sorted((n for n in names if n.isascii()), key=len, reverse=True)

@@ -24,11 +24,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .engine import CALIBRATION_FILE, SearchEngine
+from .confidence import CONTEXT_FEATURES, MODEL_FILE, Features
+from .engine import SearchEngine
 
+CALIBRATION_FILE = MODEL_FILE
 OUT_OF_SCOPE_FILE = Path(__file__).resolve().parent / "calibration" / "out_of_scope.txt"
-FEATURES = ("top_dense", "dense_margin", "top_lexical_norm", "coverage", "latin_coverage", "japanese_share", "agree", "fused_margin")
-CONTEXT_FEATURES = {"japanese_share"}  # describe the query, not evidence for the answer: sign left free
+FEATURES = Features.names()  # the same typed features the engine measures (index/confidence.py)
 
 
 def read_out_of_scope(path: Path = OUT_OF_SCOPE_FILE) -> list[str]:
@@ -73,14 +74,14 @@ def collect(engine: SearchEngine, cache_dir: Path | None, share: float = 0.5, se
                 # bad. Ranking quality is measured elsewhere; this model separates
                 # "the knowledge base answers this" from "it does not".
                 continue
-            rows.append([result.features[f] for f in FEATURES])
+            rows.append(result.features.vector())
             labels.append(1)
             notes.append(("paraphrase", query, faq_id, result.hits[0].faq_id))
     for query in read_out_of_scope():
         result = engine.search(query, k=5)
         if not result.hits:
             continue
-        rows.append([result.features[f] for f in FEATURES])
+        rows.append(result.features.vector())
         labels.append(0)
         notes.append(("out_of_scope", query, None, result.hits[0].faq_id))
     return np.array(rows, dtype=np.float64), np.array(labels, dtype=np.float64), notes
@@ -142,6 +143,7 @@ def calibrate(engine: SearchEngine, cache_dir: Path | None, out: Path = CALIBRAT
         "answer_threshold": answer_t,
         "candidate_threshold": candidate_t,
         "samples": {"positives": int(y.sum()), "negatives": int(len(y) - y.sum())},
+        "tuned_on": [],  # thresholds from the held-out paraphrases and out_of_scope.txt only
         "at_threshold": {
             "precision": round(float((y[answered] == 1).mean()), 4) if answered.any() else None,
             "answered_share_of_positives": round(float(answered[y == 1].mean()), 4),
@@ -162,26 +164,27 @@ def write_model(report: dict, out: Path = CALIBRATION_FILE) -> None:
 
 
 def tune_answer_threshold(
-    dev: list[tuple[float, bool, bool]], oos_confidences: list[float], max_oos_share: float = 0.05
+    dev: list[tuple[float, bool, bool]], oos_confidences: list[float], max_oos_share: float = 0.05, wrong_cost: float = 3.0
 ) -> float | None:
-    """The answer threshold that answers the most development questions right, with no
-    development out-of-scope item answered and at most `max_oos_share` of the calibration
-    out-of-scope questions answered. Of the equally good thresholds, the middle one: it
-    keeps the widest margin on both sides.
+    """The answer threshold with the least cost on a tuning set: `wrong_cost` for every item
+    answered wrongly (an out-of-scope item answered, or an in-scope item whose top FAQ lacks
+    the expected facts) and 1 for every right answer withheld; at most `max_oos_share` of the
+    calibration out-of-scope questions may be answered. Of the equally good thresholds, the
+    middle one: it keeps the widest margin on both sides. None when no threshold qualifies.
 
-    `dev` holds (confidence, is_out_of_scope, top answer right) per development item.
+    `dev` holds (confidence, is_out_of_scope, top answer right) per tuning item.
     """
-    grid = np.round(np.arange(0.30, 0.96, 0.01), 2)
+    grid = np.round(np.arange(0.30, 0.99, 0.01), 2)
     negatives = np.array(oos_confidences)
     scored = []
     for t in grid:
-        if any(conf >= t for conf, oos, *_ in dev if oos):
-            continue
         if len(negatives) and np.mean(negatives >= t) > max_oos_share:
             continue
-        scored.append((sum(conf >= t and right for conf, oos, right, *_ in dev if not oos), float(t)))
+        wrong = sum(conf >= t and (oos or not right) for conf, oos, right in dev)
+        withheld = sum(conf < t and right for conf, oos, right in dev if not oos)
+        scored.append((wrong_cost * wrong + withheld, float(t)))
     if not scored:
         return None
-    best = max(score for score, _ in scored)
-    candidates = [t for score, t in scored if score == best]
+    best = min(cost for cost, _ in scored)
+    candidates = [t for cost, t in scored if cost == best]
     return candidates[len(candidates) // 2]

@@ -33,6 +33,7 @@ from faq.schedule import tokyo_today
 
 from .builtin_model import sha256_file
 from .dense import ALT, ANSWER, QUESTION, DenseIndex
+from .confidence import MODEL_FILE, Band, ConfidenceModel, Features, load_model
 from .lexical import LexicalIndex
 from .normalize import normalize
 from .tokenize import TOKENIZER_VERSION, JapaneseTokenizer
@@ -74,11 +75,10 @@ class SearchConfig:
     index_kind: str = "flat"
     alt_weight: float = 0.9  # a paraphrase's match counts this much of the question's
     latin_lexical_factor: float = 0.0  # share of the lexical weight kept for a query written in Latin letters
-    answer_threshold: float = 0.60
-    candidate_threshold: float = 0.35
-    # Queries written in Latin letters (English) have only meaning to go on, not shared
-    # words, so their confidence runs on another scale and gets its own threshold.
-    latin_answer_threshold: float = 0.60
+    # Overrides of the calibrated thresholds (index/confidence.py); None: the calibrated value.
+    answer_threshold: float | None = None
+    candidate_threshold: float | None = None
+    latin_answer_threshold: float | None = None
 
 
 @dataclass(frozen=True)
@@ -95,8 +95,8 @@ class SearchResult:
     query: str
     hits: list[SearchHit]
     confidence: float
-    band: str  # answer | candidates | fallback
-    features: dict = field(default_factory=dict)
+    band: Band
+    features: Features | None = None
 
 
 def faq_texts(faq) -> tuple[str, list[str], str]:
@@ -284,7 +284,9 @@ class SearchEngine:
         self.build_dir: Path | None = None  # the build directory loaded or saved
         self.manifest: dict = {}
         self.stats: dict = {}
-        self.calibration = load_calibration()
+        self.confidence_model: ConfidenceModel = load_model().with_thresholds(
+            config.answer_threshold, config.candidate_threshold, config.latin_answer_threshold
+        )
 
     # ---------------------------------------------------------------- build
     def expected_manifest(self) -> dict:
@@ -543,11 +545,14 @@ class SearchEngine:
         prefer_bonus: float = 0.03,
         only: set[str] | None = None,
         today: dt.date | None = None,
+        focus: str | None = None,
     ) -> SearchResult:
         """Rank FAQs for `query`. `prefer`: FAQ ids that get `prefer_bonus` added (disaster
         support for disaster wording); `only`: search within these FAQs (follow-ups).
         Only FAQs in force on `today` (default: today in Asia/Tokyo) are ranked: the index
-        holds every FAQ, so an FAQ appears or retires on its date without a rebuild."""
+        holds every FAQ, so an FAQ appears or retires on its date without a rebuild.
+        `focus`: the question sentence of a longer message; its words count once more in BM25
+        (words only: no second model call), so the context around it does not drown it."""
         in_force = self.kb.in_force_ids(today or tokyo_today())
         if in_force is not None:
             only = in_force if only is None else only & in_force
@@ -557,6 +562,8 @@ class SearchEngine:
         if not text or n == 0:
             return SearchResult(query, [], 0.0, "fallback")
         lex = self.lexical.scores(text) if mode in ("hybrid", "lexical") else np.zeros(n, np.float32)
+        if focus and mode in ("hybrid", "lexical") and normalize(focus):
+            lex = lex + self.lexical.scores(normalize(focus))
         den = self.dense.scores(self.embed_query(text)) if mode in ("hybrid", "dense") else np.zeros(n, np.float32)
         lex_norm = lex / (lex + self.config.lexical_saturation)
         if mode == "hybrid":
@@ -583,16 +590,8 @@ class SearchEngine:
             for rank, i in enumerate(order)
         ]
         features = self._features(text, hits, order, lex_norm, den, allowed)
-        confidence = self._confidence(features, mode)
-        latin = features.get("japanese_share", 1.0) == 0.0
-        answer_threshold = self.config.latin_answer_threshold if latin else self.config.answer_threshold
-        band = (
-            "answer"
-            if confidence >= answer_threshold
-            else "candidates"
-            if confidence >= self.config.candidate_threshold
-            else "fallback"
-        )
+        confidence = self.confidence_model.probability(features)
+        band = self.confidence_model.band(confidence, latin=features.latin) if features else "fallback"
         return SearchResult(query, hits, confidence, band, features)
 
     def _mask(self, ids: set[str]) -> np.ndarray:
@@ -600,54 +599,25 @@ class SearchEngine:
 
     def _features(
         self, text: str, hits: list[SearchHit], order, lex_norm: np.ndarray, den: np.ndarray, allowed: np.ndarray | None = None
-    ) -> dict:
+    ) -> Features | None:
         """Evidence that the top hit answers the query, for the confidence model."""
         if not hits:
-            return {}
+            return None
         top = int(order[0])
         dense_sorted = np.sort(den if allowed is None else den[allowed > 0])[::-1]
-        return {
-            "top_dense": float(den[top]),
-            "dense_margin": float(dense_sorted[0] - dense_sorted[1]) if len(dense_sorted) > 1 else 0.0,
-            "top_lexical_norm": float(lex_norm[top]),
-            "coverage": self.lexical.coverage(text, top) if self.lexical else 0.0,
-            "latin_coverage": self.lexical.coverage(text, top, latin=True) if self.lexical else 0.0,
-            "japanese_share": self.lexical.japanese_share(text) if self.lexical else 0.0,
-            "agree": float(int(np.argmax(den)) == int(np.argmax(lex_norm))) if lex_norm.max() > 0 else 0.0,
-            "fused_margin": float(hits[0].score - hits[1].score) if len(hits) > 1 else float(hits[0].score),
-        }
-
-    def _confidence(self, f: dict, mode: str) -> float:
-        """Probability that the top hit answers the query (logistic, see index/calibrate.py)."""
-        if not f:
-            return 0.0
-        model = self.calibration
-        z = model["bias"] + sum(model["weights"][name] * f[name] for name in model["weights"])
-        return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
+        return Features(
+            top_dense=float(den[top]),
+            dense_margin=float(dense_sorted[0] - dense_sorted[1]) if len(dense_sorted) > 1 else 0.0,
+            top_lexical_norm=float(lex_norm[top]),
+            coverage=self.lexical.coverage(text, top) if self.lexical else 0.0,
+            latin_coverage=self.lexical.coverage(text, top, latin=True) if self.lexical else 0.0,
+            japanese_share=self.lexical.japanese_share(text) if self.lexical else 0.0,
+            agree=float(int(np.argmax(den)) == int(np.argmax(lex_norm))) if lex_norm.max() > 0 else 0.0,
+            fused_margin=float(hits[0].score - hits[1].score) if len(hits) > 1 else float(hits[0].score),
+        )
 
 
-CALIBRATION_FILE = Path(__file__).resolve().parent / "calibration" / "model.json"
-# Used until `govfaq calibrate` has written model.json: a hand-set guess.
-DEFAULT_CALIBRATION = {
-    "bias": -40.0,
-    "weights": {"top_dense": 45.0, "dense_margin": 20.0, "top_lexical_norm": 3.0, "coverage": 0.0, "latin_coverage": 0.0, "japanese_share": 0.0, "agree": 1.0, "fused_margin": 0.0},
-    "answer_threshold": 0.6,
-    "candidate_threshold": 0.35,
-}
-
-
-def load_calibration(path: Path = CALIBRATION_FILE) -> dict:
-    try:
-        data = json.loads(path.read_text())
-        return {
-            "bias": float(data["bias"]),
-            "weights": {k: float(v) for k, v in data["weights"].items()},
-            "answer_threshold": float(data["answer_threshold"]),
-            "candidate_threshold": float(data["candidate_threshold"]),
-            "latin_answer_threshold": float(data.get("latin_answer_threshold", data["answer_threshold"])),
-        }
-    except (OSError, ValueError, KeyError):
-        return DEFAULT_CALIBRATION
+CALIBRATION_FILE = MODEL_FILE  # calibrate.py writes the model here
 
 
 def embedder_from_settings(settings, progress: bool = False, cache_dir: Path | None = None):
@@ -661,7 +631,6 @@ def embedder_from_settings(settings, progress: bool = False, cache_dir: Path | N
 
 def engine_from_settings(kb, settings, progress: bool = False, embedder=None) -> SearchEngine:
     embedder = embedder or embedder_from_settings(settings, progress=progress)
-    calibration = load_calibration()
     tokenizer = JapaneseTokenizer([(g.canonical, g.variants) for g in kb.synonyms])
     config = SearchConfig(
         mode=settings.search_mode,
@@ -669,15 +638,9 @@ def engine_from_settings(kb, settings, progress: bool = False, embedder=None) ->
         lexical_weight=settings.lexical_weight,
         lexical_saturation=settings.lexical_saturation,
         index_kind=settings.index_kind,
-        answer_threshold=settings.answer_threshold if settings.answer_threshold is not None else calibration["answer_threshold"],
-        candidate_threshold=(
-            settings.candidate_threshold if settings.candidate_threshold is not None else calibration["candidate_threshold"]
-        ),
-        latin_answer_threshold=(
-            settings.latin_answer_threshold
-            if settings.latin_answer_threshold is not None
-            else calibration.get("latin_answer_threshold", calibration["answer_threshold"])
-        ),
+        answer_threshold=settings.answer_threshold,
+        candidate_threshold=settings.candidate_threshold,
+        latin_answer_threshold=settings.latin_answer_threshold,
     )
     return SearchEngine(kb, embedder, tokenizer, config)
 

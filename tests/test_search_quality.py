@@ -53,5 +53,6 @@ def test_english_question_finds_the_japanese_faq(bot):
 
 
 def test_confidence_bands_are_ordered(bot):
-    thresholds = bot.engine.config
+    thresholds = bot.engine.confidence_model
     assert 0 < thresholds.candidate_threshold < thresholds.answer_threshold < 1
+    assert 0 < thresholds.candidate_threshold < thresholds.latin_answer_threshold < 1

@@ -23,6 +23,7 @@ from limits.strategies import MovingWindowRateLimiter
 from markupsafe import Markup
 from pydantic import BaseModel, Field
 
+from bot.dialogue import NONE_OF_THESE
 from bot.settings import Settings
 from faq.loader import iter_tree_nodes
 
@@ -32,7 +33,6 @@ HERE = Path(__file__).resolve().parent
 SESSION_COOKIE = "govfaq_session"
 PREFS = {"ruby": "govfaq_ruby", "easy": "govfaq_easy"}  # query parameter → cookie remembering it
 PREF_SECONDS = 365 * 24 * 3600
-NONE_OF_THESE = "どれにも当てはまらない"
 BUSY = "短い時間に多くの送信がありました。しばらくしてからもう一度お試しください。"
 
 
@@ -142,7 +142,8 @@ def register_resident(app: FastAPI, settings: Settings, state, templates, kb_now
         """Buttons under a reply, each once: the bot's choices, else its candidates; then 「どれにも当てはまらない」."""
         out: list[dict] = []
         if reply.get("kind") in ("candidates", "clarify"):
-            out += [{"label": c["label"], "query": c["query"]} for c in reply.get("choices") or []]
+            # The bot's own 「どれにも当てはまらない」 choice is the last button (offers_none), not the first.
+            out += [{"label": c["label"], "query": c["query"]} for c in reply.get("choices") or [] if c["query"] != NONE_OF_THESE]
             if reply.get("kind") == "candidates":
                 out += [{"label": c["question"], "query": c["question"]} for c in reply.get("candidates") or []]
         elif reply.get("choices"):
@@ -155,9 +156,7 @@ def register_resident(app: FastAPI, settings: Settings, state, templates, kb_now
         return unique
 
     def offers_none(reply: dict) -> bool:
-        return reply.get("kind") in ("candidates", "clarify") and not any(
-            "当てはまらない" in c["label"] for c in reply_choices(reply)
-        )
+        return reply.get("kind") in ("candidates", "clarify")
 
     def crumbs_for(faq) -> list[tuple[str, str]]:
         """(title, node id) from the top field down to the FAQ's category."""
