@@ -373,14 +373,14 @@ def test_the_form_has_every_field_and_they_reach_the_draft(site):
     draft_id = int(r.headers["location"].rsplit("/", 1)[1])
     from faq.drafts import Drafts
 
-    draft = Drafts(site[1].path).get(draft_id).entry
+    draft = Drafts(site[1].db.path).get(draft_id).entry
     assert draft["easy_answer"] == "きょうりょくたいは 1ねんから 3ねん はたらきます。"
     assert draft["tags"] == ["任期", "期間", "協力隊"] and draft["program"] == "地域おこし協力隊"
     assert list(draft).index("easy_answer") == list(draft).index("answer") + 1  # written next to the answer
     # Emptied fields go away instead of being written as blanks.
     r = client.post(f"/staff/faqs/{FAQ_ID}", follow_redirects=False,
                     data=edit_data(csrf_of(page), entry, easy_answer="  ", tags="", program=""))
-    draft = Drafts(site[1].path).get(int(r.headers["location"].rsplit("/", 1)[1])).entry
+    draft = Drafts(site[1].db.path).get(int(r.headers["location"].rsplit("/", 1)[1])).entry
     assert "easy_answer" not in draft and "tags" not in draft and "program" not in draft
 
     # The same checker, in Japanese.
