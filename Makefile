@@ -42,9 +42,11 @@ browser-deps: ## install chromium, Japanese fonts (apt) and axe-core (npm) for t
 
 # The storage tests start a real PostgreSQL server (tests/pg.py) from Debian's binaries, which live in
 # /usr/lib/postgresql/<version>/bin, off PATH; the package's own cluster is not used.
-pg-deps: ## install the PostgreSQL server (apt) the storage tests start
+pg-deps: ## install the PostgreSQL server and nginx (apt) that the storage and two-instance tests start
 	@if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; fi
+	@if ! command -v nginx >/dev/null 2>&1 && ! test -x /usr/sbin/nginx; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx; fi
 
 test: install browser-deps pg-deps ## install and run the whole test suite (slow and browser tests included), offline
 	$(OFFLINE) $(BIN)/python -m pytest
