@@ -507,11 +507,12 @@ def _fold_name(name: str) -> str:
 
 def same_programme(a: FAQ, b: FAQ) -> bool:
     """Two FAQs about one programme: the same `program`, one programme name inside the other
-    (「自治体DXアクセラレータ」 and 「自治体DXアクセラレータ500プロジェクト」), or the same source section."""
+    (「自治体DXアクセラレータ」 and 「自治体DXアクセラレータ500プロジェクト」), or, when one of them names
+    no programme, the same source section. Two named programmes are not one because a document lists
+    them in one section (the budget items of 地方創生2.0 are one section and many programmes)."""
     if a.program and b.program:
         x, y = _fold_name(a.program), _fold_name(b.program)
-        if x == y or (min(len(x), len(y)) >= 4 and (x in y or y in x)):
-            return True
+        return x == y or (min(len(x), len(y)) >= 4 and (x in y or y in x))
     return bool(a.source.section) and (a.source.document, a.source.section) == (b.source.document, b.source.section)
 
 

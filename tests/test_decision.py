@@ -42,8 +42,10 @@ def result(*scored):
 def test_two_names_of_one_programme_are_one_programme():
     assert same_programme(FAQS[0], FAQS[1])  # 星空観察補助 inside 星空観察補助事業
     assert not same_programme(FAQS[0], FAQS[3])
-    other = faq("betsu-1", "別の制度", "別の答え", "川辺清掃", section="第1節")
-    assert same_programme(FAQS[0], other)  # one source section, one programme
+    unnamed = faq("betsu-1", "別の問い", "別の答え", None, section="第1節")
+    assert same_programme(FAQS[0], unnamed)  # no programme named: one source section, one programme
+    other = faq("betsu-2", "別の制度", "別の答え", "川辺清掃", section="第1節")
+    assert not same_programme(FAQS[0], other)  # two named programmes listed in one section stay two
 
 
 @pytest.mark.parametrize(
