@@ -122,7 +122,7 @@ def test_editor_drafts_approver_publishes_then_a_revert_restores(browser, site):
     assert NEW_ANSWER in ask(approver, site, QUESTION)
 
     approver.goto(site["url"] + f"/staff/faqs/{FAQ_ID}")
-    assert "作成: alice、承認: bob" in approver.inner_text("main")
+    assert "作成者: alice、記録者: bob" in approver.inner_text("main")  # author, committer
     axe(approver, "staff_faq_history")
     approver.get_by_role("button", name="この変更を取り消す下書きを作る").first.click()
     approver.wait_for_url(re.compile(r".*/staff/drafts/\d+$"))
